@@ -1,0 +1,70 @@
+"""The ``qpbench`` command: a thin dispatcher over :mod:`qpbench.commands`.
+
+Exit codes: 0 success; 1 the command ran and found a problem (failed check, regression);
+2 bad usage or input; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from types import ModuleType
+
+import qpbench.commands
+
+EXIT_OK = 0
+EXIT_FOUND_PROBLEM = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def command_modules() -> list[ModuleType]:
+    modules = []
+    for info in pkgutil.iter_modules(qpbench.commands.__path__):
+        module = importlib.import_module(f"qpbench.commands.{info.name}")
+        if hasattr(module, "NAME"):
+            modules.append(module)
+    return sorted(modules, key=lambda mod: (getattr(mod, "ORDER", 100), mod.NAME))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from qpbench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="qpbench",
+        description="Benchmark batched dense QP solvers: run suites, report, compare, check gradients.",
+    )
+    parser.add_argument("--version", action="version", version=f"qpbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in command_modules():
+        cmd = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=(module.__doc__ or module.HELP).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(cmd)
+        cmd.set_defaults(handler=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"qpbench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Per-problem solve status shared by the in-house solver and every adapter."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Status(IntEnum):
+    """Outcome of one problem in a batch.
+
+    Stored as small integers so a whole batch's statuses fit in one tensor.
+    ``RUNNING`` only appears inside the solver while iterating.
+    """
+
+    SOLVED = 0
+    PRIMAL_INFEASIBLE = 1
+    DUAL_INFEASIBLE = 2  # unbounded below
+    MAX_ITER = 3
+    NUMERICAL_ERROR = 4
+    TIME_LIMIT = 5
+    UNKNOWN = 6  # the solver returned something we could not classify
+    RUNNING = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+STATUS_LABELS: tuple[str, ...] = tuple(s.label for s in Status if s is not Status.RUNNING)
