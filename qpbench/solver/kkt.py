@@ -1,0 +1,164 @@
+"""The KKT system of one interior-point iteration (slacks eliminated), batched.
+
+Each Newton step, and the backward pass, solves for (dz, dlam, dnu):
+
+    (Q + rho I) dz + G' dlam + A' dnu = a
+    G dz - W^-1 dlam                  = g        W = diag(w), w = lam / s
+    A dz - delta dnu                  = e
+
+Two factorizations, chosen by cost:
+
+* ``primal``: eliminate dlam = W (G dz - g); Cholesky of the n x n matrix
+  H = Q + rho I + G' W G (formed every iteration: m n^2 + n^3/3 flops), then the k x k Schur
+  complement A H^-1 A' + delta I for the equalities.
+* ``dual``: eliminate dz = Qr^-1 (a - C' dy) with C = [G; A], Qr = Q + rho I factored ONCE;
+  each iteration factors only the (m+k) x (m+k) matrix C Qr^-1 C' + diag(W^-1, delta I)
+  ((m+k)^3/3 flops). Solving for the multipliers first avoids the cancellation of applying
+  H^-1 through the Woodbury identity. Needs Q safely positive definite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from qpbench.solver.scaling import ScaledProblem
+
+
+def _bmv(M: Tensor, v: Tensor) -> Tensor:
+    return torch.matmul(M, v.unsqueeze(-1)).squeeze(-1)
+
+
+def _bmtv(M: Tensor, v: Tensor) -> Tensor:
+    return torch.matmul(v.unsqueeze(-2), M).squeeze(-2)
+
+
+def _chol(M: Tensor) -> tuple[Tensor, Tensor]:
+    """Batched Cholesky that never raises; ``ok`` (B,) marks matrices that factored."""
+    L, info = torch.linalg.cholesky_ex(M)
+    return L, info == 0
+
+
+def _chol_solve(L: Tensor, r: Tensor) -> Tensor:
+    return torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
+
+
+@dataclass
+class Factor:
+    """One iteration's factorization; which fields are set depends on the form."""
+
+    w: Tensor  # (B, m) the weights it was built with
+    L: Tensor | None  # primal: chol(H) (B, n, n); dual: chol(C Qr^-1 C' + D) (B, m+k, m+k)
+    Y: Tensor | None  # primal with equalities: H^-1 A' (B, n, k)
+    Ls: Tensor | None  # primal with equalities: chol(A H^-1 A' + delta I) (B, k, k)
+    ok: Tensor  # (B,) every factorization of this problem succeeded
+
+
+def dual_form_suitable(Q: Tensor, rho: Tensor) -> Tensor:
+    """(B,) bool: Q + rho I is positive definite with a modest condition number."""
+    n = Q.shape[-1]
+    eye = torch.eye(n, dtype=Q.dtype, device=Q.device)
+    L, ok = _chol(Q + rho.view(-1, 1, 1) * eye)
+    diag = torch.diagonal(L, dim1=-2, dim2=-1).abs()
+    # (max diag / min diag)^2 is a cheap lower bound on cond(Q).
+    cond = (diag.amax(-1) / diag.amin(-1).clamp_min(1e-300)) ** 2
+    limit = 1e8 if Q.dtype == torch.float64 else 1e3
+    return ok & (cond < limit)
+
+
+class KKTSystem:
+    """Factor and solve the system above for a working set of problems."""
+
+    def __init__(self, prob: ScaledProblem, form: str, rho: Tensor, delta: float) -> None:
+        self.prob = prob
+        self.form = form
+        self.rho = rho  # (B,) per-problem primal regularization (raised on failed factorizations)
+        self.delta = delta
+        self.m, self.k = prob.G.shape[1], prob.A.shape[1]
+        self.C: Tensor | None = None
+        if form == "dual":
+            n = prob.Q.shape[-1]
+            eye = torch.eye(n, dtype=prob.Q.dtype, device=prob.Q.device)
+            self.Lq, self.q_ok = _chol(prob.Q + rho.view(-1, 1, 1) * eye)
+            self.C = torch.cat([prob.G, prob.A], dim=1)  # (B, m+k, n)
+            self.QiCt = torch.cholesky_solve(self.C.transpose(1, 2), self.Lq)  # (B, n, m+k)
+            self.K = torch.matmul(self.C, self.QiCt)  # (B, m+k, m+k)
+
+    def select(self, idx: Tensor) -> KKTSystem:
+        """The same system restricted to the problems ``idx`` (compaction of the working set)."""
+        new = object.__new__(KKTSystem)
+        new.prob = self.prob.select(idx)
+        new.form, new.delta, new.m, new.k = self.form, self.delta, self.m, self.k
+        new.rho = self.rho[idx]
+        new.C = None
+        if self.form == "dual":
+            new.Lq, new.q_ok = self.Lq[idx], self.q_ok[idx]
+            new.C, new.QiCt, new.K = self.C[idx], self.QiCt[idx], self.K[idx]
+        return new
+
+    # ------------------------------------------------------------------ factor
+    def factor(self, w: Tensor) -> Factor:
+        P = self.prob
+        if self.form == "dual":
+            d = torch.cat([1.0 / w, w.new_full((w.shape[0], self.k), self.delta)], dim=1)
+            L, ok = _chol(self.K + torch.diag_embed(d))
+            return Factor(w=w, L=L, Y=None, Ls=None, ok=ok & self.q_ok)
+        H = P.Q + torch.matmul(P.G.transpose(1, 2) * w.unsqueeze(-2), P.G)
+        H.diagonal(dim1=-2, dim2=-1).add_(self.rho.unsqueeze(-1))
+        L, ok = _chol(H)
+        Y = Ls = None
+        if self.k:
+            Y = torch.cholesky_solve(P.A.transpose(1, 2), L)
+            S = torch.matmul(P.A, Y)
+            S.diagonal(dim1=-2, dim2=-1).add_(self.delta)
+            Ls, ok_s = _chol(S)
+            ok = ok & ok_s
+        return Factor(w=w, L=L, Y=Y, Ls=Ls, ok=ok)
+
+    # ------------------------------------------------------------------ solve
+    def solve(self, f: Factor, a: Tensor, g: Tensor, e: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(dz, dlam, dnu) for right-hand sides a (B, n), g (B, m), e (B, k)."""
+        if self.form == "dual":
+            v = _chol_solve(self.Lq, a)  # Qr^-1 a
+            rhs = _bmv(self.C, v) - torch.cat([g, e], dim=1)
+            dy = _chol_solve(f.L, rhs)
+            dz = v - _bmv(self.QiCt, dy)
+            return dz, dy[:, : self.m], dy[:, self.m :]
+        P = self.prob
+        r1 = a + _bmtv(P.G, f.w * g) if self.m else a
+        u = _chol_solve(f.L, r1)
+        if self.k:
+            dnu = _chol_solve(f.Ls, _bmv(P.A, u) - e)
+            dz = u - _bmv(f.Y, dnu)
+        else:
+            dnu, dz = e, u
+        dlam = f.w * (_bmv(P.G, dz) - g) if self.m else g
+        return dz, dlam, dnu
+
+    def residual(
+        self, f: Factor, dz: Tensor, dlam: Tensor, dnu: Tensor, a: Tensor, g: Tensor, e: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Residual of the UNregularized system (rho = delta = 0), for iterative refinement."""
+        P = self.prob
+        ra = a - _bmv(P.Q, dz)
+        rg = g
+        re = e
+        if self.m:
+            ra = ra - _bmtv(P.G, dlam)
+            rg = g - _bmv(P.G, dz) + dlam / f.w
+        if self.k:
+            ra = ra - _bmtv(P.A, dnu)
+            re = e - _bmv(P.A, dz)
+        return ra, rg, re
+
+    def solve_refined(
+        self, f: Factor, a: Tensor, g: Tensor, e: Tensor, steps: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        dz, dlam, dnu = self.solve(f, a, g, e)
+        for _ in range(steps):
+            ra, rg, re = self.residual(f, dz, dlam, dnu, a, g, e)
+            cz, cl, cn = self.solve(f, ra, rg, re)
+            dz, dlam, dnu = dz + cz, dlam + cl, dnu + cn
+        return dz, dlam, dnu

@@ -1,0 +1,313 @@
+"""Batched primal-dual interior-point method with Mehrotra predictor-corrector.
+
+Variables of the (scaled) problem: z, slacks s > 0 with Gz + s = h, multipliers lam > 0 and nu.
+One short function per step of the algorithm: initial point, residuals, convergence and
+infeasibility tests, Newton direction, step length, update.
+
+Each problem of the batch has its own status. A problem that has a status stops changing (its
+step is masked to zero) and, once enough problems have finished, is dropped from the working set
+(compaction), so finished problems stop costing. The loop synchronizes with the host once per
+iteration (the count of active problems), which matters on CUDA.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from qpbench.problem import QPBatch
+from qpbench.solver.kkt import Factor, KKTSystem, dual_form_suitable
+from qpbench.solver.result import QPSolution
+from qpbench.solver.scaling import ScaledProblem, equilibrate
+from qpbench.solver.settings import SolverSettings
+from qpbench.status import Status
+
+_RHO_MAX = 1e-2  # past this primal regularization a problem is declared a numerical error
+_MAX_BAD_STEPS = 5  # consecutive failed factorizations/steps before NUMERICAL_ERROR
+
+
+def _bmv(M: Tensor, v: Tensor) -> Tensor:
+    return torch.matmul(M, v.unsqueeze(-1)).squeeze(-1)
+
+
+def _bmtv(M: Tensor, v: Tensor) -> Tensor:
+    return torch.matmul(v.unsqueeze(-2), M).squeeze(-2)
+
+
+def _inf_norm(x: Tensor) -> Tensor:
+    """Infinity norm over the last dim; 0 for an empty last dim."""
+    if x.shape[-1] == 0:
+        return x.new_zeros(x.shape[:-1])
+    return x.abs().amax(dim=-1)
+
+
+@dataclass
+class Iterate:
+    z: Tensor
+    s: Tensor
+    lam: Tensor
+    nu: Tensor
+
+    def select(self, idx: Tensor) -> Iterate:
+        return Iterate(self.z[idx], self.s[idx], self.lam[idx], self.nu[idx])
+
+
+@dataclass
+class Residuals:
+    r_d: Tensor  # Qz + p + G'lam + A'nu
+    r_in: Tensor  # Gz + s - h
+    r_eq: Tensor  # Az - b
+    Qz: Tensor
+    Gz: Tensor
+    Az: Tensor
+    Gtl: Tensor
+    Atn: Tensor
+
+
+# --------------------------------------------------------------------------- steps
+def residuals(P: ScaledProblem, it: Iterate) -> Residuals:
+    Qz = _bmv(P.Q, it.z)
+    Gz = _bmv(P.G, it.z)
+    Az = _bmv(P.A, it.z)
+    Gtl = _bmtv(P.G, it.lam)
+    Atn = _bmtv(P.A, it.nu)
+    return Residuals(
+        r_d=Qz + P.p + Gtl + Atn,
+        r_in=Gz + it.s - P.h,
+        r_eq=Az - P.b,
+        Qz=Qz,
+        Gz=Gz,
+        Az=Az,
+        Gtl=Gtl,
+        Atn=Atn,
+    )
+
+
+def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals) -> dict[str, Tensor]:
+    """DESIGN.md's residuals in the ORIGINAL data, and the scales for relative tolerances."""
+    c = P.c.unsqueeze(-1)
+    cD = c * P.D
+    viol = ((r.Gz - P.h) / P.E).clamp_min(0) if P.E.shape[-1] else P.E
+    primal = torch.maximum(_inf_norm(viol), _inf_norm(r.r_eq / P.F))
+    dual = _inf_norm(r.r_d / cD)
+    zQz = (it.z * r.Qz).sum(-1)
+    pz = (P.p * it.z).sum(-1)
+    hl = (P.h * it.lam).sum(-1)
+    bn = (P.b * it.nu).sum(-1)
+    gap = (zQz + pz + hl + bn).abs() / P.c
+    primal_scale = torch.stack(
+        [_inf_norm(r.Gz / P.E), _inf_norm(P.h / P.E), _inf_norm(r.Az / P.F), _inf_norm(P.b / P.F)]
+    ).amax(0)
+    dual_scale = torch.stack(
+        [_inf_norm(r.Qz / cD), _inf_norm(P.p / cD), _inf_norm(r.Gtl / cD), _inf_norm(r.Atn / cD)]
+    ).amax(0)
+    gap_scale = torch.stack([zQz.abs(), pz.abs(), hl.abs(), bn.abs()]).amax(0) / P.c
+    return {
+        "primal": primal,
+        "dual": dual,
+        "gap": gap,
+        "primal_scale": primal_scale,
+        "dual_scale": dual_scale,
+        "gap_scale": gap_scale,
+    }
+
+
+def converged(res: dict[str, Tensor], eps_abs: float, eps_rel: float) -> Tensor:
+    return (
+        (res["primal"] <= eps_abs + eps_rel * res["primal_scale"])
+        & (res["dual"] <= eps_abs + eps_rel * res["dual_scale"])
+        & (res["gap"] <= eps_abs + eps_rel * res["gap_scale"])
+    )
+
+
+def primal_infeasible(P: ScaledProblem, it: Iterate, eps: float) -> Tensor:
+    """Farkas certificate from the (diverging) multipliers: G'lam + A'nu ~ 0, h'lam + b'nu < 0."""
+    y_norm = torch.maximum(_inf_norm(it.lam), _inf_norm(it.nu)).clamp_min(1e-300)
+    lam_hat = it.lam / y_norm.unsqueeze(-1)
+    nu_hat = it.nu / y_norm.unsqueeze(-1)
+    ray = _bmtv(P.G, lam_hat) + _bmtv(P.A, nu_hat)
+    value = (P.h * lam_hat).sum(-1) + (P.b * nu_hat).sum(-1)
+    return (y_norm > 1.0 / eps) & (_inf_norm(ray) <= eps) & (value < -eps)
+
+
+def dual_infeasible(P: ScaledProblem, dz: Tensor, eps: float) -> Tensor:
+    """Unboundedness certificate from the last step: Qx ~ 0, Gx <= ~0, Ax ~ 0, p'x < 0."""
+    x_norm = _inf_norm(dz).clamp_min(1e-300)
+    x = dz / x_norm.unsqueeze(-1)
+    Gx = _bmv(P.G, x)
+    return (
+        (x_norm > 0)
+        & (_inf_norm(_bmv(P.Q, x)) <= eps)
+        & (_inf_norm(Gx.clamp_min(0)) <= eps)
+        & (_inf_norm(_bmv(P.A, x)) <= eps)
+        & ((P.p * x).sum(-1) < -eps)
+    )
+
+
+def max_step(x: Tensor, dx: Tensor) -> Tensor:
+    """Largest alpha in [0, 1] with x + alpha dx >= 0 (x > 0), per problem."""
+    if x.shape[-1] == 0:
+        return x.new_ones(x.shape[0])
+    ratio = torch.where(dx < 0, -x / dx, torch.full_like(x, float("inf")))
+    return ratio.amin(-1).clamp(max=1.0)
+
+
+def newton_direction(kkt: KKTSystem, f: Factor, it: Iterate, r: Residuals, rc: Tensor, refine: int) -> Iterate:
+    """Direction of the linearized KKT system with complementarity right-hand side ``rc``
+    (s o lam + ds o dlam = sigma mu, linearized: lam o ds + s o dlam = -rc)."""
+    g = -r.r_in + rc / it.lam if kkt.m else r.r_in
+    dz, dlam, dnu = kkt.solve_refined(f, -r.r_d, g, -r.r_eq, refine)
+    ds = -r.r_in - _bmv(kkt.prob.G, dz) if kkt.m else r.r_in
+    return Iterate(dz, ds, dlam, dnu)
+
+
+def initial_point(kkt: KKTSystem) -> Iterate:
+    """Solve the system with W = I (a least-squares fit of the constraints), then shift s, lam > 0."""
+    P = kkt.prob
+    B, m = P.h.shape
+    f = kkt.factor(P.h.new_ones(B, m))
+    z, lam, nu = kkt.solve(f, -P.p, P.h, P.b)
+    if m == 0:
+        return Iterate(z, lam, lam, nu)
+    s = -lam
+
+    def shift(x: Tensor) -> Tensor:
+        low = -x.amin(-1, keepdim=True)
+        return torch.where(low >= 0, x + 1 + low, x)
+
+    return Iterate(z, shift(s), shift(lam), nu)
+
+
+# --------------------------------------------------------------------------- driver
+def _choose_form(P: ScaledProblem, settings: SolverSettings, rho: Tensor) -> str:
+    if settings.kkt_form != "auto":
+        return settings.kkt_form
+    n, m = P.Q.shape[-1], P.G.shape[1]
+    if m == 0:
+        return "primal"
+    cost_primal = m * n * n + n**3 / 3
+    r = m + P.A.shape[1]
+    cost_dual = r**3 / 3 + 2 * r * r  # factor, plus the per-iteration solves
+    if cost_dual >= cost_primal:
+        return "primal"
+    return "dual" if bool(dual_form_suitable(P.Q, rho).all()) else "primal"
+
+
+def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
+    t0 = time.perf_counter()
+    settings = settings.resolved(batch.dtype)
+    eps_abs, eps_rel = float(settings.eps_abs), float(settings.eps_rel)
+    eps_inf = float(settings.eps_infeasible)
+    P_full = equilibrate(batch, settings.scaling_iters)
+    B, n = P_full.p.shape
+    m, k = P_full.h.shape[1], P_full.b.shape[1]
+    dev, dt = P_full.p.device, P_full.p.dtype
+    finfo = torch.finfo(dt)
+    w_lo, w_hi = finfo.eps**2, 1.0 / finfo.eps**2
+
+    rho = torch.full((B,), float(settings.rho), dtype=dt, device=dev)
+    form = _choose_form(P_full, settings, rho)
+    kkt = KKTSystem(P_full, form, rho, float(settings.delta))
+    it = initial_point(kkt)
+
+    # Outputs for the whole batch (scaled iterates; unscaled at the end).
+    out = Iterate(it.z.clone(), it.s.clone(), it.lam.clone(), it.nu.clone())
+    status = torch.full((B,), int(Status.RUNNING), dtype=torch.int8, device=dev)
+    iters = torch.zeros(B, dtype=torch.int32, device=dev)
+    bad_steps = torch.zeros(B, dtype=torch.int32, device=dev)
+    idx = torch.arange(B, device=dev)  # working set -> batch index
+    active = torch.ones(B, dtype=torch.bool, device=dev)
+    last_dz = torch.zeros_like(it.z)
+    running = int(Status.RUNNING)
+    n_iter_loop = 0
+
+    for iteration in range(settings.max_iter + 1):
+        P = kkt.prob
+        r = residuals(P, it)
+        res = original_residuals(P, it, r)
+        st = status[idx]
+        new_status = torch.full_like(st, running)
+        new_status = torch.where(converged(res, eps_abs, eps_rel), torch.full_like(st, int(Status.SOLVED)), new_status)
+        if iteration > 0:
+            still = new_status == running
+            pinf = still & primal_infeasible(P, it, eps_inf)
+            new_status = torch.where(pinf, torch.full_like(st, int(Status.PRIMAL_INFEASIBLE)), new_status)
+            still = new_status == running
+            dinf = still & dual_infeasible(P, last_dz, eps_inf)
+            new_status = torch.where(dinf, torch.full_like(st, int(Status.DUAL_INFEASIBLE)), new_status)
+        still = new_status == running
+        numerr = still & (bad_steps[idx] >= _MAX_BAD_STEPS)
+        new_status = torch.where(numerr, torch.full_like(st, int(Status.NUMERICAL_ERROR)), new_status)
+        if iteration == settings.max_iter:
+            new_status = torch.where(new_status == running, torch.full_like(st, int(Status.MAX_ITER)), new_status)
+        finishing = active & (new_status != running)
+        status[idx] = torch.where(finishing, new_status, st)
+        active = active & ~finishing
+        # Record the iterate of every working problem; frozen ones no longer change.
+        out.z[idx], out.s[idx], out.lam[idx], out.nu[idx] = it.z, it.s, it.lam, it.nu
+
+        live = torch.nonzero(active).squeeze(1)  # the one host synchronization of the iteration
+        n_live = live.numel()
+        if n_live == 0 or iteration == settings.max_iter:
+            break
+        if n_live < settings.compact_below * active.numel():
+            kkt = kkt.select(live)
+            it = it.select(live)
+            r = Residuals(*(getattr(r, f)[live] for f in r.__dataclass_fields__))
+            idx, active, last_dz = idx[live], active[live], last_dz[live]
+            P = kkt.prob
+
+        # ---- Newton step (predictor-corrector) on the working set
+        w = (it.lam / it.s).clamp(w_lo, w_hi) if m else it.s
+        f = kkt.factor(w)
+        for _ in range(settings.extra_factorizations):
+            f = kkt.factor(w)
+        if m:
+            mu = (it.s * it.lam).sum(-1) / m
+            aff = newton_direction(kkt, f, it, r, it.s * it.lam, settings.refine_steps)
+            a_aff = torch.minimum(max_step(it.s, aff.s), max_step(it.lam, aff.lam))
+            mu_aff = ((it.s + a_aff.unsqueeze(-1) * aff.s) * (it.lam + a_aff.unsqueeze(-1) * aff.lam)).sum(-1) / m
+            sigma = (mu_aff / mu.clamp_min(finfo.tiny)).clamp(0, 1) ** 3
+            rc = it.s * it.lam + aff.s * aff.lam - (sigma * mu).unsqueeze(-1)
+            d = newton_direction(kkt, f, it, r, rc, settings.refine_steps)
+            alpha = settings.step_fraction * torch.minimum(max_step(it.s, d.s), max_step(it.lam, d.lam))
+            alpha = alpha.clamp(max=1.0)
+        else:
+            d = newton_direction(kkt, f, it, r, it.s, settings.refine_steps)
+            alpha = torch.ones(it.z.shape[0], dtype=dt, device=dev)
+
+        finite = f.ok & torch.isfinite(d.z).all(-1) & torch.isfinite(d.nu).all(-1)
+        if m:
+            finite = finite & torch.isfinite(d.s).all(-1) & torch.isfinite(d.lam).all(-1)
+        take = active & finite
+        bad = active & ~finite
+        bad_steps[idx] = torch.where(bad, bad_steps[idx] + 1, torch.where(take, 0, bad_steps[idx]))
+        if form == "primal":
+            kkt.rho = torch.where(bad, (kkt.rho * 100).clamp(max=_RHO_MAX), kkt.rho)
+        a = torch.where(take, alpha, torch.zeros_like(alpha)).unsqueeze(-1)
+        d = Iterate(*(torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0) for t in (d.z, d.s, d.lam, d.nu)))
+        last_dz = a * d.z
+        it = Iterate(it.z + last_dz, it.s + a * d.s, it.lam + a * d.lam, it.nu + a * d.nu)
+        if m:
+            tiny = finfo.tiny
+            it.s.clamp_(min=tiny)
+            it.lam.clamp_(min=tiny)
+        iters[idx] = iters[idx] + take.to(torch.int32)
+        n_iter_loop += 1
+
+    # Unscale: z = D z_hat, s = s_hat / E, lam = E lam_hat / c, nu = F nu_hat / c.
+    c = P_full.c.unsqueeze(-1)
+    z = out.z * P_full.D
+    s = out.s / P_full.E if m else out.s
+    lam = out.lam * P_full.E / c if m else out.lam
+    nu = out.nu * P_full.F / c if k else out.nu
+    info = {
+        "kkt_form": form,
+        "iterations_loop": n_iter_loop,
+        "solve_seconds": time.perf_counter() - t0,
+        "settings": settings,
+    }
+    return QPSolution(z=z, lam=lam, nu=nu, s=s, status=status, iterations=iters, info=info)
