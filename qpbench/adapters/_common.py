@@ -1,0 +1,145 @@
+"""Shared plumbing for adapters: per-problem NumPy data, looping, stacking results."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
+from qpbench.problem import QPBatch
+from qpbench.status import Status
+
+# Large finite stand-in for "no bound" where a solver wants explicit lower bounds.
+INFINITY = 1e20
+
+
+@dataclass
+class ProblemArrays:
+    """One problem of a batch as contiguous float64 NumPy arrays (G/A may have 0 rows)."""
+
+    Q: np.ndarray
+    p: np.ndarray
+    G: np.ndarray
+    h: np.ndarray
+    A: np.ndarray
+    b: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.p.shape[0]
+
+    @property
+    def m(self) -> int:
+        return self.h.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.b.shape[0]
+
+
+def split_problems(batch: QPBatch) -> list[ProblemArrays]:
+    """Every problem of ``batch`` as NumPy float64 arrays on the CPU."""
+    arrays = {
+        name: batch.expanded(name).detach().to("cpu", torch.float64).numpy()
+        for name in ("Q", "p", "G", "h", "A", "b")
+    }
+    return [
+        ProblemArrays(**{name: np.ascontiguousarray(arr[i]) for name, arr in arrays.items()})
+        for i in range(batch.batch_size)
+    ]
+
+
+def check_supported(adapter: Adapter, batch: QPBatch) -> None:
+    """Raise ValueError when ``adapter`` cannot take ``batch`` (the runner checks first)."""
+    reason = adapter.unsupported_reason(batch)
+    if reason is not None:
+        raise ValueError(f"batch: {adapter.name} cannot take {batch!r}: {reason}")
+
+
+@dataclass
+class OneResult:
+    """Outcome of one problem from a per-problem solver."""
+
+    status: Status
+    z: np.ndarray | None = None
+    lam: np.ndarray | None = None  # (m,) for G z <= h, >= 0
+    nu: np.ndarray | None = None  # (k,) for A z = b
+    iterations: int | None = None
+    error: str = ""
+
+
+def stack_results(results: list[OneResult], n: int, m: int, k: int) -> SolveOutput:
+    """Stack per-problem results into one SolveOutput; missing values become NaN (status says why)."""
+
+    def stack(values: list[np.ndarray | None], size: int) -> torch.Tensor:
+        rows = [np.full(size, np.nan) if v is None else np.asarray(v, dtype=np.float64) for v in values]
+        return torch.from_numpy(np.stack(rows).reshape(len(values), size))
+
+    has_lam = any(r.lam is not None for r in results) or m == 0
+    has_nu = any(r.nu is not None for r in results) or k == 0
+    iterations = [r.iterations for r in results]
+    errors = {i: r.error for i, r in enumerate(results) if r.error}
+    return SolveOutput(
+        z=stack([r.z for r in results], n),
+        status=np.array([int(r.status) for r in results], dtype=np.int64),
+        lam=stack([r.lam for r in results], m) if has_lam else None,
+        nu=stack([r.nu for r in results], k) if has_nu else None,
+        iterations=None if any(i is None for i in iterations) else np.array(iterations, dtype=np.int64),
+        info={"errors": errors} if errors else {},
+    )
+
+
+@dataclass
+class LoopedPrepared:
+    """What a per-problem adapter's setup returns: one prepared item per problem."""
+
+    items: list[Any]
+    options: dict[str, Any]
+    n: int
+    m: int
+    k: int
+    time_limit: float = float("inf")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LoopedAdapter(Adapter):
+    """An adapter for a solver that takes one problem at a time (CPU, float64, NumPy).
+
+    ``setup`` converts every problem (and builds the solver object where the solver separates
+    setup from solve); ``solve`` loops over the problems. An exception from the solver on one
+    problem becomes that problem's NUMERICAL_ERROR, never a crash of the batch.
+    """
+
+    capabilities = Capabilities(batched=False, differentiable=False)
+
+    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = float("inf")) -> Any:
+        check_supported(self, batch)
+        options = self.options(Tolerance.parse(tolerance), time_limit)
+        items = [self.prepare_one(data, options) for data in split_problems(batch)]
+        return LoopedPrepared(items, options, batch.n, batch.m, batch.k, time_limit)
+
+    def solve(self, prepared: LoopedPrepared) -> SolveOutput:
+        results = []
+        for item in prepared.items:
+            try:
+                results.append(self.solve_one(item, prepared.options))
+            except Exception as exc:  # noqa: BLE001 - a solver failure is a per-problem status
+                results.append(OneResult(Status.NUMERICAL_ERROR, error=f"{type(exc).__name__}: {exc}"))
+        return stack_results(results, prepared.n, prepared.m, prepared.k)
+
+    def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:
+        """Per-problem setup (default: the NumPy conversion only)."""
+        return data
+
+    @abc.abstractmethod
+    def solve_one(self, item: Any, options: dict[str, Any]) -> OneResult:
+        """Solve one prepared problem."""
+
+
+def finite_or_none(value: float) -> float | None:
+    """A time limit as the solver wants it: None when unlimited."""
+    return None if value is None or not np.isfinite(value) else float(value)
