@@ -1,0 +1,493 @@
+"""Assemble the report: results table + environment record -> report.md, report.html, plots/*.png.
+
+Reads only :func:`qpbench.results.load_table` and :func:`qpbench.results.load_environment`; never
+imports a solver (DESIGN.md, "Architecture").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qpbench.reports import formatting as fmt
+from qpbench.reports import plots, summary
+from qpbench.reports.document import Block, Heading, Image, Paragraph, table, to_html, to_markdown
+from qpbench.reports.environment import environment_rows
+from qpbench.results import ROW_OK, load_environment, load_table
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+PLOTS_DIR = "plots"
+DEFAULT_REFERENCE = "inhouse"
+PROFILE_TAUS = (1.0, 2.0, 10.0)
+
+
+def build_report(
+    results_dir: Path | str, out_dir: Path | str | None = None, reference: str | None = None
+) -> Path:
+    """Write report.md, report.html and plots/ for a results directory; return report.md's path.
+
+    ``reference`` is the solver speed-ups are measured against (default: "inhouse" when it is in
+    the table, else the first solver in the table).
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results_dir {results_dir} is not a directory")
+    frame = summary.prepare(load_table(results_dir))
+    environment = load_environment(results_dir)
+    out = Path(out_dir) if out_dir is not None else results_dir / "report"
+    plot_dir = out / PLOTS_DIR
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    for stale in plot_dir.glob("*.png"):  # never link a plot left over from an older report
+        stale.unlink()
+
+    solvers = summary.ordered_solvers(frame)
+    reference = _choose_reference(solvers, reference)
+    context = _Context(frame, environment, solvers, reference, out, plots.SolverStyle(tuple(solvers)))
+    title = f"qpbench report: {', '.join(_suite_names(frame, environment)) or 'no suite'}"
+
+    blocks: list[Block] = [Heading(1, title), *_intro(context)]
+    blocks += _environment_section(context)
+    blocks += _contents_section(context)
+    if frame.empty:
+        blocks.append(Paragraph("The results table has no rows: nothing was measured."))
+    else:
+        blocks += _summary_sections(context)
+        blocks += _batch_sections(context)
+        blocks += _gradient_section(context)
+        blocks += _failure_section(context)
+    blocks += _definitions_section()
+
+    report = out / REPORT_MD
+    report.write_text(to_markdown(blocks, out), encoding="utf-8")
+    (out / REPORT_HTML).write_text(to_html(blocks, title), encoding="utf-8")
+    return report
+
+
+class _Context:
+    """What every section needs; plot file names are made unique here."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        environment: Mapping[str, Any],
+        solvers: list[str],
+        reference: str | None,
+        out: Path,
+        style: plots.SolverStyle,
+    ) -> None:
+        self.frame = frame
+        self.environment = environment
+        self.solvers = solvers
+        self.reference = reference
+        self.out = out
+        self.style = style
+        self.time_limit = summary.time_limit_from(environment)
+        self._used: set[str] = set()
+
+    def plot_path(self, label: str) -> Path:
+        name = fmt.slug(label)
+        candidate, i = name, 2
+        while candidate in self._used:
+            candidate, i = f"{name}-{i}", i + 1
+        self._used.add(candidate)
+        return self.out / PLOTS_DIR / f"{candidate}.png"
+
+
+def _choose_reference(solvers: list[str], reference: str | None) -> str | None:
+    if reference is not None:
+        if reference not in solvers:
+            known = ", ".join(solvers) or "none"
+            raise ValueError(f"reference solver {reference!r} is not in the results table (solvers: {known})")
+        return reference
+    if DEFAULT_REFERENCE in solvers:
+        return DEFAULT_REFERENCE
+    return solvers[0] if solvers else None
+
+
+def _suite_names(frame: pd.DataFrame, environment: Mapping[str, Any]) -> list[str]:
+    names = list(dict.fromkeys(frame["suite"]))
+    if not names:
+        suite = environment.get("suite")
+        if isinstance(suite, Mapping):
+            suite = suite.get("name")
+        if suite:
+            names = [str(suite)]
+    return names
+
+
+def _intro(ctx: _Context) -> list[Block]:
+    outcomes = ctx.frame["outcome"].value_counts()
+    counts = ", ".join(f"{name} {int(outcomes.get(name, 0))}" for name in outcomes.index.sort_values())
+    runs = ", ".join(r for r in dict.fromkeys(ctx.frame["run_id"]) if r) or fmt.DASH
+    return [
+        Paragraph(
+            f"Rows: {len(ctx.frame)} ({counts or 'none'}). Run id: {runs}. "
+            f"Speed-ups are relative to `{ctx.reference or fmt.DASH}`. "
+            "Times are seconds; residuals are absolute infinity norms. Definitions are at the end."
+        )
+    ]
+
+
+def _environment_section(ctx: _Context) -> list[Block]:
+    rows = environment_rows(ctx.environment)
+    blocks: list[Block] = [Heading(2, "Machine and versions")]
+    if not rows:
+        blocks.append(Paragraph("No environment.json was found beside the results table."))
+    blocks.append(table("Machine and versions (environment.json)", ("key", "value"), rows))
+    return blocks
+
+
+def _contents_section(ctx: _Context) -> list[Block]:
+    frame = ctx.frame
+
+    def values(col: str) -> str:
+        items = [v for v in dict.fromkeys(frame[col]) if v != ""]
+        return ", ".join(items) or fmt.DASH
+
+    def numbers(col: str) -> str:
+        items = sorted({int(v) for v in frame[col].dropna()})
+        return ", ".join(str(v) for v in items) or fmt.DASH
+
+    sizes = sorted({(int(r.n), int(r.m), int(r.k)) for r in frame[["n", "m", "k"]].dropna().itertuples()})
+    versions = []
+    for solver in ctx.solvers:
+        found = [v for v in dict.fromkeys(frame.loc[frame["solver"] == solver, "solver_version"]) if v]
+        versions.append((solver, ", ".join(found) or fmt.DASH))
+    rows = [
+        ("suites", values("suite")),
+        ("families / test sets", values("family")),
+        ("test-set problems", str(len({p for p in frame["problem"] if p}))),
+        ("sizes (n, m, k)", "; ".join(f"({n}, {m}, {k})" for n, m, k in sizes) or fmt.DASH),
+        ("batch sizes", numbers("batch_size")),
+        ("dtypes", values("dtype")),
+        ("devices", values("device")),
+        ("tolerance levels", values("tolerance")),
+        ("cases", str(frame["case_id"].nunique())),
+        ("torch threads", numbers("torch_threads")),
+    ]
+    return [
+        Heading(2, "What was run"),
+        table("Run contents", ("item", "value"), rows),
+        table("Solver versions", ("solver", "version"), versions),
+    ]
+
+
+def _summary_sections(ctx: _Context) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Summary per suite and tolerance level")]
+    for suite, tolerance, rows in summary.suite_tolerance_groups(ctx.frame):
+        eps = rows["tolerance_eps"].dropna()
+        eps_value = float(eps.iloc[0]) if not eps.empty else None
+        label = f"suite {suite}, tolerance {tolerance}" + (f" ({eps_value:g})" if eps_value else "")
+        blocks.append(Heading(3, label.capitalize()))
+
+        success = summary.success_table(rows, ctx.solvers)
+        blocks.append(
+            table(
+                f"Success rate — {label}",
+                (
+                    "solver",
+                    "cases attempted",
+                    "cases all solved",
+                    "cases not run",
+                    "problems",
+                    "problems succeeded",
+                    "success rate",
+                ),
+                [
+                    (
+                        r["solver"],
+                        r["cases_attempted"],
+                        r["cases_succeeded"],
+                        r["cases_not_run"],
+                        r["problems"],
+                        r["problems_succeeded"],
+                        fmt.percent(r["success_rate"]),
+                    )
+                    for r in success
+                ],
+            )
+        )
+
+        raw, normalized, shift, penalty = summary.penalized_geomeans(rows, ctx.solvers, ctx.time_limit)
+        source = "time limit" if ctx.time_limit is not None else f"{summary.PENALTY_FACTOR:g}x slowest solve"
+        geo_title = (
+            f"Failure-penalized shifted geometric mean of solve time — {label} "
+            f"(1.0 = best; shift {shift:.0e} s; failure counts {penalty:.2e} s, {source})"
+        )
+        n_cases = len(summary.case_times(rows, ctx.solvers, penalty))
+        geo_rows = [(s, fmt.ratio(normalized[s]), fmt.sci(raw[s]), n_cases) for s in raw]
+        blocks.append(
+            table(geo_title, ("solver", "relative (1.0 = best)", "shifted geomean [s]", "cases"), geo_rows)
+        )
+        if not raw:
+            blocks.append(Paragraph("No solver succeeded on any case here, so there is no ranking by time."))
+
+        ratios, n_profile = summary.performance_profile(rows, ctx.solvers)
+        at = {tau: summary.profile_at(ratios, tau) for tau in PROFILE_TAUS}
+        headers = ("solver", *(f"within {tau:g}x of fastest" for tau in PROFILE_TAUS), "solved at all")
+        profile_rows = [
+            (
+                s,
+                *(fmt.percent(at[tau][s]) for tau in PROFILE_TAUS),
+                fmt.percent(summary.profile_at(ratios, 1e300)[s]),
+            )
+            for s in ratios.columns
+        ]
+        blocks.append(table(f"Performance profile — {label} ({n_profile} cases)", headers, profile_rows))
+
+        residuals = summary.residual_table(rows, ctx.solvers)
+        blocks.append(
+            table(
+                f"Residuals over rows that ran — {label}",
+                (
+                    "solver",
+                    "rows",
+                    "primal max",
+                    "dual max",
+                    "gap max",
+                    "primal median",
+                    "dual median",
+                    "gap median",
+                    "objective rel. error max",
+                ),
+                [
+                    (
+                        r["solver"],
+                        r["rows"],
+                        *(
+                            fmt.sci(r[c])
+                            for c in (
+                                "primal_res_max",
+                                "dual_res_max",
+                                "gap_max",
+                                "primal_res_median",
+                                "dual_res_median",
+                                "gap_median",
+                                "obj_rel_err_max",
+                            )
+                        ),
+                    )
+                    for r in residuals
+                ],
+            )
+        )
+
+        profile_title = f"Performance profile, {label}"
+        blocks.append(
+            Image(
+                plots.performance_profile(
+                    ratios, n_profile, ctx.style, profile_title, ctx.plot_path(f"profile-{suite}-{tolerance}")
+                ),
+                profile_title,
+            )
+        )
+        scatter_title = f"Accuracy vs time, {label}"
+        blocks.append(
+            Image(
+                plots.accuracy_vs_time(
+                    rows, eps_value, ctx.style, scatter_title, ctx.plot_path(f"accuracy-{suite}-{tolerance}")
+                ),
+                scatter_title,
+            )
+        )
+    return blocks
+
+
+_BATCH_KEYS = ["suite", "family", "n", "m", "k", "dtype", "device", "tolerance"]
+
+
+def _batch_sections(ctx: _Context) -> list[Block]:
+    """Per generated family, size, dtype/device and tolerance: times against batch size."""
+    generated = ctx.frame[(ctx.frame["problem"] == "") & ctx.frame["outcome"].isin(summary.ATTEMPTED)]
+    blocks: list[Block] = [Heading(2, "Time vs batch size")]
+    if generated.empty:
+        blocks.append(
+            Paragraph("No generated batches were run (test-set problems appear in the profiles above).")
+        )
+        return blocks
+    groups = generated.groupby(_BATCH_KEYS, sort=True, dropna=False)
+    for (suite, family, n, m, k, dtype, device, tolerance), rows in groups:
+        label = f"{family} {fmt.sizes(n, m, k)}, {dtype} on {device}, tolerance {tolerance}, suite {suite}"
+        blocks.append(Heading(3, label))
+        blocks.append(table(f"Batch times — {label}", *_batch_table(rows, ctx)))
+        measured = rows[rows["outcome"] == ROW_OK]
+        sizes = f"n{fmt.integer(n)}-m{fmt.integer(m)}-k{fmt.integer(k)}"
+        slug = f"{suite}-{family}-{sizes}-{dtype}-{device}-{tolerance}"
+        short = f"{family} {fmt.sizes(n, m, k)}, {dtype}/{device}, tol {tolerance}"
+        for kind, title, per_problem in (
+            ("time", f"Batch solve time vs B\n{short}", False),
+            ("per-problem", f"Time per problem vs B\n{short}", True),
+        ):
+            path = plots.time_vs_batch(
+                measured, ctx.style, title, ctx.plot_path(f"{kind}-{slug}"), per_problem
+            )
+            blocks.append(Image(path, title.replace("\n", ", ")))
+        if ctx.reference is not None:
+            title = f"Speed-up over {ctx.reference} vs B\n{short}"
+            path = plots.speedup_vs_batch(
+                measured, ctx.reference, ctx.style, title, ctx.plot_path(f"speedup-{slug}")
+            )
+            blocks.append(Image(path, title.replace("\n", ", ")))
+    return blocks
+
+
+def _batch_table(rows: pd.DataFrame, ctx: _Context) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    headers = ("solver", "B", "outcome", "succeeded", "median [s]", "min [s]", "max [s]", "per problem [s]",
+               f"speed-up vs {ctx.reference or fmt.DASH}")  # fmt: skip
+    ref_rows = rows[(rows["solver"] == ctx.reference) & (rows["outcome"] == ROW_OK)]
+    ref_time = dict(zip(ref_rows["batch_size"], ref_rows["solve_time_median"], strict=True))
+    body = []
+    order = {s: i for i, s in enumerate(ctx.solvers)}
+    for _, r in (
+        rows.assign(_order=rows["solver"].map(order)).sort_values(["_order", "batch_size"]).iterrows()
+    ):
+        ok = r["outcome"] == ROW_OK
+        time = r["solve_time_median"] if ok else None
+        speedup = ref_time.get(r["batch_size"], float("nan")) / time if ok and time else None
+        body.append(
+            (
+                r["solver"],
+                fmt.integer(r["batch_size"]),
+                r["outcome"],
+                f"{int(r['problems_ok'])}/{fmt.integer(r['batch_size'])}",
+                fmt.sci(time),
+                fmt.sci(r["solve_time_min"] if ok else None),
+                fmt.sci(r["solve_time_max"] if ok else None),
+                fmt.sci(time / r["batch_size"] if ok and time and r["batch_size"] else None),
+                fmt.ratio(speedup),
+            )
+        )
+    return headers, body
+
+
+def _gradient_section(ctx: _Context) -> list[Block]:
+    grads = summary.gradient_table(ctx.frame, ctx.solvers)
+    if not grads:
+        return []
+    blocks: list[Block] = [
+        Heading(2, "Gradients"),
+        Paragraph(
+            "Convention: for a parameter shared by the whole batch (given unbatched), qpbench's layer "
+            "returns the SUM of the per-problem gradients; qpth returns their MEAN. Gradient errors are "
+            "relative, against central finite differences in float64."
+        ),
+        table(
+            "Backward pass and gradient accuracy per solver (all suites and tolerances)",
+            (
+                "solver",
+                "rows",
+                "forward median [s]",
+                "backward median [s]",
+                "backward / forward (median)",
+                "gradient rel. error max",
+                "gradient rel. error median",
+            ),
+            [
+                (
+                    g["solver"],
+                    g["rows"],
+                    fmt.sci(g["forward_median"]),
+                    fmt.sci(g["backward_median"]),
+                    fmt.ratio(g["ratio_median"]),
+                    fmt.sci(g["grad_err_max"]),
+                    fmt.sci(g["grad_err_median"]),
+                )
+                for g in grads
+            ],
+        ),
+    ]
+    measured = ctx.frame[ctx.frame["backward_time_median"].notna()]
+    if not measured.empty:
+        title = "Backward vs forward time (all suites)"
+        path = plots.backward_vs_forward(measured, ctx.style, title, ctx.plot_path("backward-forward"))
+        blocks.append(Image(path, title))
+    return blocks
+
+
+def _failure_section(ctx: _Context) -> list[Block]:
+    failed = summary.failure_rows(ctx.frame)
+    order = {s: i for i, s in enumerate(ctx.solvers)}
+    failed = failed.assign(_order=failed["solver"].map(order)).sort_values(
+        ["_order", "suite", "family", "problem", "n", "m", "k", "batch_size", "dtype", "device", "tolerance"]
+    )
+    rows = []
+    for _, r in failed.iterrows():
+        problem = r["problem"] or r["family"]
+        rows.append(
+            (
+                r["solver"],
+                r["suite"],
+                f"{problem} {fmt.sizes(r['n'], r['m'], r['k'])}",
+                fmt.integer(r["batch_size"]),
+                f"{r['dtype']}/{r['device']}",
+                r["tolerance"],
+                r["outcome"],
+                f"{int(r['problems_ok'])}/{fmt.integer(r['batch_size'])}",
+                summary.status_summary(r) or fmt.DASH,
+                _short(r["error"]) or fmt.DASH,
+            )
+        )
+    not_run = summary.not_run_summary(ctx.frame)
+    return [
+        Heading(2, "Failures"),
+        Paragraph(
+            "Every attempted row where not all problems of the batch succeeded: the outcome of the row, the "
+            "per-problem statuses the solver reported, and the error it raised."
+        ),
+        table(
+            f"Failed or partly failed rows ({len(rows)})",
+            (
+                "solver",
+                "suite",
+                "problem",
+                "B",
+                "dtype/device",
+                "tolerance",
+                "outcome",
+                "succeeded",
+                "statuses",
+                "error",
+            ),
+            rows,
+        ),
+        table(
+            f"Not run: unsupported or unavailable ({sum(r['rows'] for r in not_run)} rows)",
+            ("solver", "outcome", "reason", "rows"),
+            [(r["solver"], r["outcome"], _short(r["reason"]) or fmt.DASH, r["rows"]) for r in not_run],
+        ),
+    ]
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """First line of an error, shortened: a full traceback belongs in the results table."""
+    line = text.strip().splitlines()[-1] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _definitions_section() -> list[Block]:
+    return [
+        Heading(2, "Definitions"),
+        Paragraph(
+            "Attempted: outcome ok, failed, timeout, crashed or oom (unsupported and unavailable rows never "
+            "ran). A problem succeeded when the solver reported it solved and its primal and dual residuals "
+            "and duality gap are all below the tolerance (for batches built to be infeasible or unbounded: "
+            "when the solver reported the intended status). A case (row) succeeded when every problem in "
+            "its batch did. Success rate = problems succeeded / problems attempted."
+        ),
+        Paragraph(
+            "Failure-penalized shifted geometric mean: per case, the batch's median solve time if the case "
+            "succeeded, else the penalty (the run's time limit when environment.json records one, else "
+            f"{summary.PENALTY_FACTOR:g}x the slowest solve measured in the group); then "
+            "exp(mean(log(t + s))) - s with the shift s the power of ten at the median successful time; "
+            "divided by the best solver's value, so 1.0 = best."
+        ),
+        Paragraph(
+            "Performance profile (Dolan and Moré): per case, solver time / fastest successful time; "
+            "the profile at tau is the share of all attempted cases with a ratio at most tau (failures never "
+            "count)."
+        ),
+    ]

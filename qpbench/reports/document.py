@@ -1,0 +1,131 @@
+"""A tiny document model rendered twice: to Markdown (plots as PNG links) and to one HTML file.
+
+Sections build lists of blocks instead of strings so that the Markdown and the HTML versions can
+never disagree on content. Every table carries a one-line title so two reports diff cleanly.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path  # a PNG inside the report directory
+    caption: str
+
+
+Block = Heading | Paragraph | Table | Image
+
+
+def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+    """A table whose cells are already formatted; every row must match the header width."""
+    cells = tuple(tuple(str(cell) for cell in row) for row in rows)
+    for row in cells:
+        if len(row) != len(headers):
+            raise ValueError(f"table {title!r}: row has {len(row)} cells, headers have {len(headers)}")
+    return Table(title, tuple(headers), cells)
+
+
+def _md_cell(text: str) -> str:
+    # A pipe or newline inside a cell would break the Markdown table.
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            lines += ["#" * block.level + " " + block.text, ""]
+        elif isinstance(block, Paragraph):
+            lines += [block.text, ""]
+        elif isinstance(block, Table):
+            lines += [f"**{block.title}**", ""]
+            if not block.rows:
+                lines += ["(no rows)", ""]
+                continue
+            lines.append("| " + " | ".join(_md_cell(h) for h in block.headers) + " |")
+            lines.append("|" + "|".join(" --- " for _ in block.headers) + "|")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+            lines.append("")
+        elif isinstance(block, Image):
+            rel = block.path.relative_to(out_dir).as_posix()
+            lines += [f"![{block.caption}]({rel})", "", f"*{block.caption}*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.4; }
+table { border-collapse: collapse; margin: 0.3em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
+th { background: #f0f0f0; }
+tr:nth-child(even) td { background: #fafafa; }
+.title { font-weight: bold; margin-top: 1em; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-style: italic; font-size: 0.9em; }
+code { background: #f4f4f4; padding: 0 0.2em; }
+"""
+
+
+def _inline_html(text: str) -> str:
+    """Escape text, then turn Markdown `code` spans into <code> (the only inline markup used)."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
+
+
+def to_html(blocks: Sequence[Block], title: str) -> str:
+    """A self-contained page: CSS inline, PNGs embedded as base64, no external assets."""
+    body: list[str] = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            level = min(max(block.level, 1), 6)
+            body.append(f"<h{level}>{_inline_html(block.text)}</h{level}>")
+        elif isinstance(block, Paragraph):
+            body.append(f"<p>{_inline_html(block.text)}</p>")
+        elif isinstance(block, Table):
+            body.append(f'<div class="title">{_inline_html(block.title)}</div>')
+            if not block.rows:
+                body.append("<p>(no rows)</p>")
+                continue
+            head = "".join(f"<th>{_inline_html(h)}</th>" for h in block.headers)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in block.rows
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(block, Image):
+            data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+            caption = _inline_html(block.caption)
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )

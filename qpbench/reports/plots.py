@@ -1,0 +1,231 @@
+"""PNG plots of the results table, drawn with matplotlib's Agg canvas (no display, no pyplot state).
+
+Every plot must be readable without the report's text: a title, axis labels with units, a legend,
+log scales for quantities that span decades. Each solver keeps one colour and marker in every plot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")  # fmt: skip
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+_NOTE_FAILED = "hollow marker: not every problem in the batch succeeded"
+
+
+@dataclass(frozen=True)
+class SolverStyle:
+    """Fixed colour and marker per solver, so a solver looks the same in every plot."""
+
+    solvers: tuple[str, ...]
+
+    def color(self, solver: str) -> str:
+        return _COLORS[self._index(solver) % len(_COLORS)]
+
+    def marker(self, solver: str) -> str:
+        return _MARKERS[self._index(solver) % len(_MARKERS)]
+
+    def _index(self, solver: str) -> int:
+        return self.solvers.index(solver) if solver in self.solvers else len(self.solvers)
+
+
+def _new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Axes]:
+    figure = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot(1, 1, 1)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, format="png", metadata={"Software": None})
+    return path
+
+
+def _no_data(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666")
+
+
+def _batch_axis(ax: Axes, batch_sizes: Sequence[float]) -> None:
+    """Log x axis with the measured batch sizes as the tick labels."""
+    ax.set_xscale("log")
+    ticks = sorted({int(b) for b in batch_sizes if b > 0})
+    if ticks:
+        ax.set_xticks(ticks)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("batch size B (problems per solve call)")
+
+
+def _mark_unsuccessful(ax: Axes, x: np.ndarray, y: np.ndarray, ok: np.ndarray, color: str) -> bool:
+    bad = ~ok
+    if bad.any():
+        ax.scatter(x[bad], y[bad], s=70, facecolors="white", edgecolors=color, linewidths=1.5, zorder=4)
+    return bool(bad.any())
+
+
+def time_vs_batch(
+    rows: pd.DataFrame, style: SolverStyle, title: str, path: Path, per_problem: bool = False
+) -> Path:
+    """Median solve time per batch size (log-log), one line per solver, min-max spread shaded.
+
+    ``per_problem`` divides by the batch size: the amortized time of one problem.
+    """
+    figure, ax = _new_figure()
+    any_bad = False
+    for solver in style.solvers:
+        mine = rows[rows["solver"] == solver].sort_values("batch_size")
+        mine = mine[mine["solve_time_median"] > 0]
+        if mine.empty:
+            continue
+        scale = mine["batch_size"].to_numpy() if per_problem else np.ones(len(mine))
+        x = mine["batch_size"].to_numpy()
+        y = mine["solve_time_median"].to_numpy() / scale
+        low = mine["solve_time_min"].fillna(mine["solve_time_median"]).to_numpy() / scale
+        high = mine["solve_time_max"].fillna(mine["solve_time_median"]).to_numpy() / scale
+        color = style.color(solver)
+        ax.plot(x, y, marker=style.marker(solver), color=color, label=solver, zorder=3)
+        if len(x) > 1:
+            ax.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
+        else:  # one batch size: a shaded band has no width, show the spread as an error bar
+            ax.errorbar(x, y, yerr=[y - low, high - y], color=color, capsize=4, fmt="none")
+        any_bad |= _mark_unsuccessful(ax, x, y, mine["row_ok"].to_numpy(), color)
+    if not ax.lines:
+        _no_data(ax, "no successful timing in this group")
+    else:
+        ax.set_yscale("log")
+        _batch_axis(ax, rows["batch_size"].dropna().tolist())
+        ax.legend(title=_NOTE_FAILED if any_bad else None, title_fontsize="small", fontsize="small")
+    unit = "time per problem [s] (batch time / B)" if per_problem else "solve time of the batch [s]"
+    ax.set_ylabel(unit + ", median; band: min-max")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(figure, path)
+
+
+def speedup_vs_batch(rows: pd.DataFrame, reference: str, style: SolverStyle, title: str, path: Path) -> Path:
+    """Reference time / solver time per batch size (>1: faster than the reference)."""
+    figure, ax = _new_figure()
+    ref = rows[rows["solver"] == reference].set_index("batch_size")["solve_time_median"]
+    ref = ref[ref > 0]
+    for solver in style.solvers:
+        if solver == reference:
+            continue
+        mine = rows[(rows["solver"] == solver) & (rows["solve_time_median"] > 0)]
+        mine = mine[mine["batch_size"].isin(ref.index)].sort_values("batch_size")
+        if mine.empty:
+            continue
+        x = mine["batch_size"].to_numpy()
+        y = ref.loc[x].to_numpy() / mine["solve_time_median"].to_numpy()
+        ax.plot(x, y, marker=style.marker(solver), color=style.color(solver), label=solver)
+    if not ax.lines:
+        _no_data(ax, f"no batch size timed for both {reference} and another solver")
+    else:
+        ax.axhline(1.0, color=style.color(reference), linestyle="--", label=f"{reference} (reference)")
+        ax.set_yscale("log")
+        _batch_axis(ax, rows["batch_size"].dropna().tolist())
+        ax.legend(fontsize="small")
+    ax.set_ylabel(f"speed-up over {reference} [x]\n(time of {reference} / time of solver)")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(figure, path)
+
+
+def performance_profile(
+    ratios: pd.DataFrame, n_cases: int, style: SolverStyle, title: str, path: Path
+) -> Path:
+    """Dolan-Moré profile: share of cases solved within tau times the fastest solver."""
+    figure, ax = _new_figure()
+    finite = ratios.to_numpy()[np.isfinite(ratios.to_numpy())] if not ratios.empty else np.array([])
+    tau_max = max(2.0, float(finite.max()) * 1.5) if finite.size else 2.0
+    for solver in style.solvers:
+        if solver not in ratios.columns:
+            continue
+        values = np.sort(ratios[solver].to_numpy())
+        values = values[np.isfinite(values)]
+        taus = np.concatenate([[1.0], values, [tau_max]])
+        shares = np.array([(values <= tau).sum() / max(n_cases, 1) for tau in taus])
+        ax.step(taus, shares, where="post", color=style.color(solver), label=solver, linewidth=1.8)
+    if not ax.lines:
+        _no_data(ax, "no case attempted")
+    else:
+        ax.legend(fontsize="small", loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlim(1.0, tau_max)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("tau: solve time / fastest solver's time on the case [x]")
+    ax.set_ylabel(f"share of cases solved within tau\n({n_cases} cases)")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(figure, path)
+
+
+def accuracy_vs_time(
+    rows: pd.DataFrame, eps: float | None, style: SolverStyle, title: str, path: Path
+) -> Path:
+    """Each ok row: solve time against its worst residual (max of primal, dual, gap)."""
+    figure, ax = _new_figure()
+    worst = rows[["primal_res_max", "dual_res_max", "gap_max"]].max(axis=1, skipna=True)
+    floor = 1e-17  # an exact zero residual would vanish from a log axis
+    any_bad = False
+    for solver in style.solvers:
+        keep = (rows["solver"] == solver) & (rows["solve_time_median"] > 0) & worst.notna()
+        if not keep.any():
+            continue
+        x = rows.loc[keep, "solve_time_median"].to_numpy()
+        y = np.maximum(worst[keep].to_numpy(), floor)
+        color = style.color(solver)
+        ax.scatter(x, y, color=color, marker=style.marker(solver), label=solver, s=30, zorder=3)
+        any_bad |= _mark_unsuccessful(ax, x, y, rows.loc[keep, "row_ok"].to_numpy(), color)
+    if not ax.collections:
+        _no_data(ax, "no row with both a time and residuals")
+    else:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        if eps is not None and math.isfinite(eps) and eps > 0:
+            ax.axhline(eps, color="#444", linestyle=":", label=f"tolerance {eps:g}")
+        ax.legend(title=_NOTE_FAILED if any_bad else None, title_fontsize="small", fontsize="small")
+    ax.set_xlabel("solve time of the batch [s], median")
+    ax.set_ylabel("worst residual in the batch\nmax(primal, dual, gap), inf-norm")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(figure, path)
+
+
+def backward_vs_forward(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path) -> Path:
+    """Backward pass time against forward solve time per row, with the y = x line."""
+    figure, ax = _new_figure()
+    keep_all = (rows["solve_time_median"] > 0) & (rows["backward_time_median"] > 0)
+    for solver in style.solvers:
+        keep = keep_all & (rows["solver"] == solver)
+        if not keep.any():
+            continue
+        x, y = rows.loc[keep, "solve_time_median"], rows.loc[keep, "backward_time_median"]
+        ax.scatter(x, y, color=style.color(solver), marker=style.marker(solver), label=solver, s=30, zorder=3)
+    if not ax.collections:
+        _no_data(ax, "no row with both forward and backward times")
+    else:
+        both = pd.concat(
+            [rows.loc[keep_all, "solve_time_median"], rows.loc[keep_all, "backward_time_median"]]
+        )
+        lo, hi = float(both.min()) / 2, float(both.max()) * 2
+        ax.plot([lo, hi], [lo, hi], color="#444", linestyle=":", label="backward = forward")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize="small")
+    ax.set_xlabel("forward solve time of the batch [s], median")
+    ax.set_ylabel("backward pass time [s], median")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(figure, path)
