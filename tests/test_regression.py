@@ -1,0 +1,349 @@
+"""The regression check on synthetic results tables built here (no solver runs)."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from qpbench.cli import main as cli_main
+from qpbench.regression import CompareOptions, compare_tables
+from qpbench.results import COLUMNS, write_row
+
+SIZES = [(10, 10), (20, 20), (50, 50), (100, 50), (50, 100), (200, 100)]
+
+
+def make_row(case: int, solver: str = "inhouse", **overrides: Any) -> dict[str, Any]:
+    """A complete, healthy row of case ``case`` (solve time grows with the case's size)."""
+    n, m = SIZES[case % len(SIZES)]
+    batch = 1 if case < len(SIZES) else 64
+    solve = 1e-3 * (1 + case) * (2.0 if solver != "inhouse" else 1.0)
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(
+        run_id="r1",
+        suite="ci",
+        case_id=f"optnet_random-n{n}-m{m}-k0-B{batch}-s{case}-float64-cpu",
+        family="optnet_random",
+        problem="",
+        n=n,
+        m=m,
+        k=0,
+        batch_size=batch,
+        seed=case,
+        dtype="float64",
+        device="cpu",
+        tolerance="high",
+        tolerance_eps=1e-9,
+        solver=solver,
+        outcome="ok",
+        error="",
+        repeats=5,
+        warmups=1,
+        solve_time_median=solve,
+        solve_time_min=solve,
+        solve_time_max=solve,
+        iterations_mean=12.0,
+        iterations_max=14,
+        n_solved=batch,
+        n_success=batch,
+        n_expected_status=batch,
+        expected_status="solved",
+        success_rate=1.0,
+        correct_rate=1.0,
+        primal_res_max=1e-12,
+        dual_res_max=1e-11,
+        gap_max=1e-10,
+        obj_rel_err_max=1e-11,
+        grad_err_max=1e-7,
+        calibration_time=2e-4 * (1 + case),
+    )
+    row.update({c: 0 for c in COLUMNS if c.startswith("n_") and row[c] is None})
+    row.update(overrides)
+    return row
+
+
+def make_table(cases: int = 12, with_reference_solver: bool = False) -> pd.DataFrame:
+    rows = [make_row(i) for i in range(cases)]
+    if with_reference_solver:
+        rows += [make_row(i, solver="qpth") for i in range(cases)]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def jittered(
+    table: pd.DataFrame, rng: random.Random, amount: float = 0.10, slowdown: float = 1.0
+) -> pd.DataFrame:
+    """Every time scaled by 1 +/- ``amount`` per repeat (5 repeats), spreads recorded to match."""
+    out = table.copy()
+    for i in out.index:
+        factor = slowdown if out.at[i, "solver"] == "inhouse" else 1.0
+        true_time = out.at[i, "solve_time_median"] * factor
+        repeats = sorted(true_time * rng.uniform(1 - amount, 1 + amount) for _ in range(5))
+        out.at[i, "solve_time_min"], out.at[i, "solve_time_median"], out.at[i, "solve_time_max"] = (
+            repeats[0],
+            repeats[2],
+            repeats[-1],
+        )
+        out.at[i, "calibration_time"] *= rng.uniform(1 - amount, 1 + amount)
+    return out
+
+
+def set_value(
+    table: pd.DataFrame, case: int, column: str, value: Any, solver: str = "inhouse"
+) -> pd.DataFrame:
+    out = table.copy()
+    mask = (out["seed"] == case) & (out["solver"] == solver)
+    assert mask.sum() == 1
+    out[column] = out[column].astype(object)
+    out.loc[mask, column] = value
+    return out
+
+
+def case_id(case: int) -> str:
+    return make_row(case)["case_id"]
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def test_table_compared_with_itself_passes() -> None:
+    table = make_table(with_reference_solver=True)
+    result = compare_tables(table, table.copy())
+    assert result.ok, result.render()
+    assert result.regressions == []
+    assert len(result.cases) == 12  # only the judged solver's rows are cases
+    assert result.aggregate is not None and result.aggregate.change == pytest.approx(1.0)
+    assert "VERDICT: no regression" in result.render()
+
+
+def test_doubled_time_ratio_fails_naming_case_and_metric() -> None:
+    base = make_table()
+    slow = set_value(base, 3, "solve_time_median", 2 * base.loc[3, "solve_time_median"])
+    for column in ("solve_time_min", "solve_time_max"):
+        slow = set_value(slow, 3, column, 2 * base.loc[3, column])
+    result = compare_tables(base, slow)
+    assert not result.ok
+    assert [(r.metric, case_id(3) in r.case) for r in result.regressions] == [("time_ratio", True)]
+    reg = result.regressions[0]
+    assert reg.current / reg.baseline == pytest.approx(2.0)
+    assert case_id(3) in reg.message or case_id(3) in reg.case
+    assert "time_ratio" in result.render() and "REGRESSION" in result.render()
+
+
+def test_machine_twice_as_slow_overall_is_not_a_regression() -> None:
+    base = make_table()
+    slow = base.copy()
+    for column in ("solve_time_median", "solve_time_min", "solve_time_max", "calibration_time"):
+        slow[column] = 2 * slow[column]
+    assert compare_tables(base, slow).ok
+
+
+def test_success_rate_drop_fails() -> None:
+    base = make_table()
+    worse = set_value(base, 7, "success_rate", 0.9)
+    worse = set_value(worse, 7, "n_success", 58)
+    result = compare_tables(base, worse)
+    assert [(r.metric, r.baseline, r.current) for r in result.regressions] == [("success_rate", 1.0, 0.9)]
+    assert case_id(7) in result.regressions[0].case
+
+
+def test_residual_grown_past_tolerance_fails() -> None:
+    base = make_table()
+    worse = set_value(base, 2, "dual_res_max", 3e-8)  # eps is 1e-9 at tolerance "high"
+    result = compare_tables(base, worse)
+    assert [r.metric for r in result.regressions] == ["dual_res_max"]
+    assert case_id(2) in result.regressions[0].case
+
+
+def test_residual_below_tolerance_may_grow() -> None:
+    base = make_table()
+    assert compare_tables(base, set_value(base, 2, "dual_res_max", 5e-10)).ok
+
+
+def test_residual_already_above_tolerance_fails_only_past_tenfold() -> None:
+    base = set_value(make_table(), 4, "gap_max", 1e-8)
+    assert compare_tables(base, set_value(base, 4, "gap_max", 9e-8)).ok
+    result = compare_tables(base, set_value(base, 4, "gap_max", 2e-7))
+    assert [r.metric for r in result.regressions] == ["gap_max"]
+
+
+def test_objective_and_gradient_errors_are_judged() -> None:
+    base = make_table()
+    worse = set_value(base, 1, "obj_rel_err_max", 1e-6)
+    worse = set_value(worse, 5, "grad_err_max", 1e-2)
+    metrics = sorted(r.metric for r in compare_tables(base, worse).regressions)
+    assert metrics == ["grad_err_max", "obj_rel_err_max"]
+
+
+def test_outcome_ok_to_crashed_fails() -> None:
+    base = make_table()
+    worse = set_value(base, 0, "outcome", "crashed")
+    worse = set_value(worse, 0, "error", "worker died: SIGSEGV")
+    result = compare_tables(base, worse)
+    assert [r.metric for r in result.regressions] == ["outcome"]
+    assert "SIGSEGV" in result.regressions[0].message
+
+
+def test_more_failed_statuses_fail() -> None:
+    base = make_table()
+    worse = set_value(base, 8, "n_expected_status", 61)
+    worse = set_value(worse, 8, "n_max_iter", 3)
+    result = compare_tables(base, worse)
+    assert [r.metric for r in result.regressions] == ["status"]
+    assert "max_iter 0 -> 3" in result.regressions[0].message
+
+
+def test_iteration_growth_past_margin_fails() -> None:
+    base = make_table()
+    assert compare_tables(base, set_value(base, 6, "iterations_mean", 15.0)).ok  # 12 -> 15 is within margin
+    result = compare_tables(base, set_value(base, 6, "iterations_mean", 20.0))
+    assert [r.metric for r in result.regressions] == ["iterations_mean"]
+
+
+# ----------------------------------------------------------------------------- noise
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_ten_percent_jitter_does_not_fail(seed: int) -> None:
+    rng = random.Random(seed)
+    table = make_table()
+    result = compare_tables(jittered(table, rng), jittered(table, rng))
+    assert result.ok, result.render()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_uniform_one_and_a_half_slowdown_is_caught_under_jitter(seed: int) -> None:
+    rng = random.Random(100 + seed)
+    table = make_table()
+    result = compare_tables(jittered(table, rng), jittered(table, rng, slowdown=1.5))
+    assert "time_ratio_geomean" in [r.metric for r in result.regressions], result.render()
+    assert result.aggregate is not None and result.aggregate.change == pytest.approx(1.5, rel=0.1)
+
+
+def test_reference_solver_in_the_same_run_can_replace_calibration() -> None:
+    table = make_table(with_reference_solver=True)
+    table["calibration_time"] = None  # no calibration kernel recorded
+    options = CompareOptions(references=("qpth",))
+    assert compare_tables(table, table.copy(), options).ok
+    slow = table.copy()
+    inhouse = slow["solver"] == "inhouse"
+    for column in ("solve_time_median", "solve_time_min", "solve_time_max"):
+        slow.loc[inhouse, column] *= 1.5
+    result = compare_tables(table, slow, options)
+    assert "time_ratio_geomean" in [r.metric for r in result.regressions]
+
+
+def test_case_without_any_reference_is_not_timed() -> None:
+    table = make_table()
+    table["calibration_time"] = None
+    result = compare_tables(table, table.copy())
+    assert result.ok and result.aggregate is None
+    assert all(c.speed is None for c in result.cases)
+
+
+# ----------------------------------------------------------------------------- confirmation
+
+
+def doubled(table: pd.DataFrame, case: int) -> pd.DataFrame:
+    out = table.copy()
+    for column in ("solve_time_median", "solve_time_min", "solve_time_max"):
+        out = set_value(out, case, column, 2 * table.loc[case, column])
+    return out
+
+
+def test_transient_slowdown_not_reproduced_by_confirmation_passes() -> None:
+    base = make_table()
+    calls = []
+
+    def rerun() -> pd.DataFrame:
+        calls.append(1)
+        return base.copy()
+
+    result = compare_tables(base, doubled(base, 3), CompareOptions(confirm=rerun))
+    assert calls == [1]
+    assert result.ok, result.render()
+    assert any("not reproduced" in note for note in result.notes)
+
+
+def test_persistent_slowdown_fails_after_confirmation() -> None:
+    base = make_table()
+    result = compare_tables(base, doubled(base, 3), CompareOptions(confirm=lambda: doubled(base, 3)))
+    assert [r.metric for r in result.regressions] == ["time_ratio"]
+
+
+def test_confirmation_is_not_run_without_a_speed_regression() -> None:
+    base = make_table()
+
+    def rerun() -> pd.DataFrame:
+        raise AssertionError("confirmation must not run")
+
+    result = compare_tables(base, set_value(base, 2, "success_rate", 0.5), CompareOptions(confirm=rerun))
+    assert [r.metric for r in result.regressions] == ["success_rate"]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_no_common_cases_raises() -> None:
+    base = make_table()
+    other = base.copy()
+    other["solver"] = "osqp"
+    with pytest.raises(ValueError, match="no common cases"):
+        compare_tables(base, other)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"speed_threshold": "fast"}, "speed_threshold"),
+        ({"speed_threshold": -1.0}, "speed_threshold"),
+        ({"success_drop": 2.0}, "success_drop"),
+        ({"solvers": ()}, "solvers"),
+        ({"residual_growth": 0.5}, "residual_growth"),
+    ],
+)
+def test_bad_options_raise_naming_the_argument(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        CompareOptions(**kwargs)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def write_dir(path: Path, table: pd.DataFrame) -> Path:
+    for row in table.to_dict("records"):
+        write_row(path, {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    return path
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = make_table(cases=4)
+    base_dir = write_dir(tmp_path / "base", base)
+    same_dir = write_dir(tmp_path / "same", base)
+    worse_dir = write_dir(tmp_path / "worse", set_value(base, 1, "success_rate", 0.5))
+
+    assert cli_main(["compare", str(base_dir), str(same_dir)]) == 0
+    assert "VERDICT: no regression" in capsys.readouterr().out
+    assert cli_main(["compare", str(base_dir), str(worse_dir)]) == 1
+    assert "success_rate" in capsys.readouterr().out
+    assert cli_main(["compare", str(base_dir), str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli_main(["compare", str(base_dir), str(same_dir), "--solver", "osqp"]) == 2
+    assert cli_main(["compare", str(base_dir), str(same_dir), "--speed-threshold", "x"]) == 2
+    assert "--speed-threshold" in capsys.readouterr().err
+
+
+def test_cli_confirm_command_reruns_into_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = make_table(cases=4)
+    base_dir = write_dir(tmp_path / "base", base)
+    slow_dir = write_dir(tmp_path / "slow", doubled(base, 2))
+    # The "re-run" copies the baseline's results into {out}: the slowdown does not persist.
+    source = base_dir / "results.jsonl"
+    confirm = f"cp {source} {{out}}/results.jsonl"
+    assert cli_main(["compare", str(base_dir), str(slow_dir)]) == 1
+    assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", confirm]) == 0
+    assert "not reproduced" in capsys.readouterr().out
+    assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", "true"]) == 2
