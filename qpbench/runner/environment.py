@@ -1,0 +1,112 @@
+"""The machine record of a run (``environment.json``): what a reader needs to trust a number."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import uuid
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LIBRARIES = (
+    "qpbench",
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "cvxpy",
+    "cvxpylayers",
+    "diffcp",
+    "qpth",
+    "osqp",
+    "clarabel",
+    "scs",
+    "ecos",
+    "quadprog",
+    "proxsuite",
+    "piqp",
+    "daqp",
+    "highspy",
+    "gurobipy",
+)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a short random suffix."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpus() -> list[dict[str, Any]]:
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        out.append({"index": i, "name": props.name, "memory_bytes": int(props.total_memory)})
+    return out
+
+
+def library_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def git_commit(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """HEAD commit and whether the working tree had changes (None outside a git checkout)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def environment_record(
+    run_id: str, suite: dict[str, Any], torch_threads: int, isolation: str
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "suite": suite,
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "gpus": gpus(),
+        "cuda_available": torch.cuda.is_available(),
+        "torch_threads": torch_threads,
+        "isolation": isolation,
+        "python": sys.version.split()[0],
+        "os": platform.platform(),
+        "libraries": library_versions(),
+        "git": git_commit(),
+        "solver_versions": {},
+    }

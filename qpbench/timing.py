@@ -1,0 +1,134 @@
+"""Wall-clock timing by the measurement rules (DESIGN.md, "Measurement rules").
+
+* warm-up calls first (caches, lazy imports, CUDA context and kernels), never timed;
+* every timed call is bracketed by a device synchronize, because CUDA kernels run
+  asynchronously and the host clock would otherwise stop before the work is done;
+* the torch thread count is pinned for the measurement and reported;
+* a summary always carries the spread (min, median, max), never a mean alone.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def synchronize(device: torch.device | str | None) -> None:
+    """Wait for queued kernels on ``device`` (a no-op on the CPU)."""
+    if device is None:
+        return
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.synchronize(dev)
+
+
+@contextmanager
+def pinned_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``torch.set_num_threads(threads)``; yields the count in effect.
+
+    ``None`` or 0 keeps torch's current setting (which is still reported).
+    """
+    if threads is not None and threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if threads:
+            torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Seconds of each timed repeat and their spread."""
+
+    times: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.times:
+            raise ValueError("times must hold at least one measurement")
+
+    @property
+    def median(self) -> float:
+        return float(statistics.median(self.times))
+
+    @property
+    def min(self) -> float:
+        return float(min(self.times))
+
+    @property
+    def max(self) -> float:
+        return float(max(self.times))
+
+    @property
+    def repeats(self) -> int:
+        return len(self.times)
+
+
+def timed_call(fn: Callable[[], T], device: torch.device | str | None = None) -> tuple[T, float]:
+    """Call ``fn`` once; return its result and the seconds it took, synchronized on ``device``."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def measure(
+    fn: Callable[[], T],
+    *,
+    repeats: int,
+    warmups: int = 1,
+    device: torch.device | str | None = None,
+) -> tuple[T, TimingStats]:
+    """Run ``fn`` ``warmups`` times untimed, then ``repeats`` timed; return the last result."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if warmups < 0:
+        raise ValueError(f"warmups must be >= 0, got {warmups}")
+    for _ in range(warmups):
+        fn()
+    times = []
+    result: Any = None
+    for _ in range(repeats):
+        result, seconds = timed_call(fn, device)
+        times.append(seconds)
+    return result, TimingStats(tuple(times))
+
+
+def calibration_time(
+    batch_size: int,
+    n: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    repeats: int = 5,
+    seed: int = 0,
+) -> float:
+    """Median seconds of one batched Cholesky of (B, n, n) SPD matrices plus the matmul forming them.
+
+    It is the machine's yardstick for a case of this size: a regression check divides a solver's
+    time by it, so that a slower or busier CI machine does not read as a slower solver. The input
+    is drawn once (outside the clock); each timed call forms M Mᵀ + n I and factors it.
+    """
+    if batch_size < 1 or n < 1:
+        raise ValueError(f"batch_size and n must be >= 1, got batch_size={batch_size}, n={n}")
+    gen = torch.Generator().manual_seed(seed)
+    M = torch.randn(batch_size, n, n, generator=gen, dtype=dtype).to(device)
+    shift = n * torch.eye(n, dtype=dtype, device=device)
+
+    def kernel() -> torch.Tensor:
+        return torch.linalg.cholesky(M @ M.transpose(-1, -2) + shift)
+
+    _, stats = measure(kernel, repeats=repeats, warmups=1, device=device)
+    return stats.median
