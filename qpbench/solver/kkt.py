@@ -71,11 +71,15 @@ def dual_form_suitable(Q: Tensor, rho: Tensor) -> Tensor:
 class KKTSystem:
     """Factor and solve the system above for a working set of problems."""
 
-    def __init__(self, prob: ScaledProblem, form: str, rho: Tensor, delta: float) -> None:
+    def __init__(self, prob: ScaledProblem, form: str, rho: Tensor, delta: Tensor) -> None:
         self.prob = prob
         self.form = form
-        self.rho = rho  # (B,) per-problem primal regularization (raised on failed factorizations)
+        # (B,) per-problem primal and dual regularization, raised where a factorization fails.
+        self.rho = rho
         self.delta = delta
+        # Relative shift (times the largest diagonal entry) added after a failed factorization:
+        # rounding in a matrix with huge weights is relative to its norm, not absolute.
+        self.shift = torch.zeros_like(rho)
         self.m, self.k = prob.G.shape[1], prob.A.shape[1]
         self.C: Tensor | None = None
         if form == "dual":
@@ -90,8 +94,8 @@ class KKTSystem:
         """The same system restricted to the problems ``idx`` (compaction of the working set)."""
         new = object.__new__(KKTSystem)
         new.prob = self.prob.select(idx)
-        new.form, new.delta, new.m, new.k = self.form, self.delta, self.m, self.k
-        new.rho = self.rho[idx]
+        new.form, new.m, new.k = self.form, self.m, self.k
+        new.rho, new.delta, new.shift = self.rho[idx], self.delta[idx], self.shift[idx]
         new.C = None
         if self.form == "dual":
             new.Lq, new.q_ok = self.Lq[idx], self.q_ok[idx]
@@ -102,17 +106,21 @@ class KKTSystem:
     def factor(self, w: Tensor) -> Factor:
         P = self.prob
         if self.form == "dual":
-            d = torch.cat([1.0 / w, w.new_full((w.shape[0], self.k), self.delta)], dim=1)
-            L, ok = _chol(self.K + torch.diag_embed(d))
+            d = torch.cat([1.0 / w, self.delta.unsqueeze(-1).expand(-1, self.k)], dim=1)
+            M = self.K + torch.diag_embed(d)
+            M.diagonal(dim1=-2, dim2=-1).add_((self.shift * M.diagonal(dim1=-2, dim2=-1).amax(-1)).unsqueeze(-1))
+            L, ok = _chol(M)
             return Factor(w=w, L=L, Y=None, Ls=None, ok=ok & self.q_ok)
         H = P.Q + torch.matmul(P.G.transpose(1, 2) * w.unsqueeze(-2), P.G)
-        H.diagonal(dim1=-2, dim2=-1).add_(self.rho.unsqueeze(-1))
+        diag = H.diagonal(dim1=-2, dim2=-1)
+        diag.add_((self.rho + self.shift * diag.amax(-1)).unsqueeze(-1))
         L, ok = _chol(H)
         Y = Ls = None
         if self.k:
             Y = torch.cholesky_solve(P.A.transpose(1, 2), L)
             S = torch.matmul(P.A, Y)
-            S.diagonal(dim1=-2, dim2=-1).add_(self.delta)
+            sdiag = S.diagonal(dim1=-2, dim2=-1)
+            sdiag.add_((self.delta + self.shift * sdiag.amax(-1)).unsqueeze(-1))
             Ls, ok_s = _chol(S)
             ok = ok & ok_s
         return Factor(w=w, L=L, Y=Y, Ls=Ls, ok=ok)

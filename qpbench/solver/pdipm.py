@@ -206,11 +206,15 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     m, k = P_full.h.shape[1], P_full.b.shape[1]
     dev, dt = P_full.p.device, P_full.p.dtype
     finfo = torch.finfo(dt)
-    w_lo, w_hi = finfo.eps**2, 1.0 / finfo.eps**2
+    # Weights lam/s past these bounds carry no information at the dtype's accuracy but wreck
+    # the factorization; float32 needs the tighter cap.
+    w_hi = 1e8 if dt == torch.float32 else 1.0 / finfo.eps**2
+    w_lo = 1.0 / w_hi
 
     rho = torch.full((B,), float(settings.rho), dtype=dt, device=dev)
+    delta = torch.full((B,), float(settings.delta), dtype=dt, device=dev)
     form = _choose_form(P_full, settings, rho)
-    kkt = KKTSystem(P_full, form, rho, float(settings.delta))
+    kkt = KKTSystem(P_full, form, rho, delta)
     it = initial_point(kkt)
 
     # Outputs for the whole batch (scaled iterates; unscaled at the end).
@@ -285,8 +289,9 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         take = active & finite
         bad = active & ~finite
         bad_steps[idx] = torch.where(bad, bad_steps[idx] + 1, torch.where(take, 0, bad_steps[idx]))
-        if form == "primal":
-            kkt.rho = torch.where(bad, (kkt.rho * 100).clamp(max=_RHO_MAX), kkt.rho)
+        kkt.rho = torch.where(bad, (kkt.rho * 100).clamp(max=_RHO_MAX), kkt.rho)
+        kkt.delta = torch.where(bad, (kkt.delta * 100).clamp(max=_RHO_MAX), kkt.delta)
+        kkt.shift = torch.where(bad, (kkt.shift * 100).clamp(min=10 * finfo.eps, max=_RHO_MAX), kkt.shift)
         a = torch.where(take, alpha, torch.zeros_like(alpha)).unsqueeze(-1)
         d = Iterate(*(torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0) for t in (d.z, d.s, d.lam, d.nu)))
         last_dz = a * d.z
