@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
+from qpbench.status import Status
 
-# Reference solver tolerances: only the active set is taken from it, so these need not be extreme.
-_REFERENCE_TOL = 1e-10
+# Only the active set is taken from the reference, so this need not be extreme.
+REFERENCE_TOLERANCE = 1e-10
 
 
 @dataclass
@@ -35,48 +35,22 @@ class KKTPoint:
 
 
 def reference_active_set(batch: QPBatch) -> tuple[Tensor, Tensor, list[str]]:
-    """Solve each problem with Clarabel; return (active (B, m) bool, solved (B,) bool, messages).
+    """Solve each problem with the reference (Clarabel, float64, tolerance 1e-10); return
+    (active (B, m) bool, solved (B,) bool, one message per unsolved problem).
 
-    A row is active when its multiplier exceeds its slack (at an interior-point solution one of
-    the two is near zero; which one tells the side of complementarity).
+    A row is active when its multiplier exceeds its slack: at an interior-point solution one of
+    the two is near zero, and which one tells the side of complementarity.
     """
-    import clarabel
-    import scipy.sparse as sp
+    from qpbench.reference import reference_solve
 
     b64 = batch.to(device="cpu", dtype=torch.float64)
-    B, n, m, k = b64.batch_size, b64.n, b64.m, b64.k
-    active = torch.zeros(B, m, dtype=torch.bool)
-    solved = torch.zeros(B, dtype=torch.bool)
-    messages: list[str] = []
-    settings = clarabel.DefaultSettings()
-    settings.verbose = False
-    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = _REFERENCE_TOL
-    settings.max_iter = 200
-    def data(name: str, i: int) -> np.ndarray:
-        return b64.expanded(name)[i].detach().numpy()
-
-    for i in range(B):
-        Q = data("Q", i)
-        P = sp.csc_matrix(np.triu(0.5 * (Q + Q.T)))
-        # Clarabel: A x + s = b, s in cones; equalities (zero cone) first, then G z <= h.
-        M = np.vstack([data("A", i), data("G", i)]).reshape(k + m, n)
-        rhs = np.concatenate([data("b", i), data("h", i)])
-        cones = []
-        if k:
-            cones.append(clarabel.ZeroConeT(k))
-        if m:
-            cones.append(clarabel.NonnegativeConeT(m))
-        sol = clarabel.DefaultSolver(P, data("p", i), sp.csc_matrix(M), rhs, cones, settings).solve()
-        status = str(sol.status)
-        if status not in ("Solved", "AlmostSolved"):
-            messages.append(f"problem {i}: reference solver status {status}")
-            continue
-        solved[i] = True
-        if m:
-            lam = np.asarray(sol.z)[k:]
-            slack = np.asarray(sol.s)[k:]
-            active[i] = torch.from_numpy(lam > slack)
-    return active, solved, messages
+    ref = reference_solve(b64, tolerance=REFERENCE_TOLERANCE)
+    solved = torch.tensor([s is Status.SOLVED for s in ref.status], dtype=torch.bool)
+    slack = b64.expanded("h") - (b64.expanded("G") @ ref.z.unsqueeze(-1)).squeeze(-1)
+    active = (ref.lam > slack) & solved.unsqueeze(-1)
+    messages = [f"reference status {raw}" for raw, ok in zip(ref.raw_status, solved.tolist(), strict=True)
+                if not ok]
+    return active.detach(), solved, messages
 
 
 def kkt_system(

@@ -26,6 +26,12 @@ def loss_weights(batch: QPBatch, seed: int) -> Tensor:
     return torch.randn(batch.batch_size, batch.n, generator=gen, dtype=torch.float64).to(batch.device)
 
 
+def _check_convention(adapter: Adapter) -> None:
+    if adapter.gradient_convention not in CONVENTIONS:
+        raise ValueError(f"adapters: {adapter.name!r} has gradient_convention "
+                         f"{adapter.gradient_convention!r}; expected 'sum' or 'mean'")
+
+
 def analytic_gradients(adapter: Adapter, batch: QPBatch, weights: Tensor, tolerance: Tolerance
                        ) -> dict[str, Tensor]:
     """Autograd gradients of sum_b c_b' z_b, float64, shaped like the batch's tensors.
@@ -33,9 +39,7 @@ def analytic_gradients(adapter: Adapter, batch: QPBatch, weights: Tensor, tolera
     Gradients of shared tensors are returned in the sum convention: an adapter that averages
     them over the batch (qpth) is multiplied by the batch size.
     """
-    if adapter.gradient_convention not in CONVENTIONS:
-        raise ValueError(f"{adapter.name}: gradient_convention must be 'sum' or 'mean', "
-                         f"got {adapter.gradient_convention!r}")
+    _check_convention(adapter)
     leaves = {k: t.detach().clone().requires_grad_(True) for k, t in batch.tensors().items()}
     leaf_batch = QPBatch(**leaves, name=batch.name, meta=dict(batch.meta), check="none")
     z = adapter.differentiable_solve(leaf_batch, tolerance)
@@ -132,12 +136,15 @@ def check_gradients(
     for adapter in adapters:
         if not adapter.capabilities.differentiable:
             raise ValueError(f"adapters: {adapter.name!r} is not differentiable")
+        _check_convention(adapter)
     if mode == "auto":
         mode = "full" if batch.n <= FULL_MAX_N else "directional"
     if mode not in ("full", "directional"):
         raise ValueError(f"mode must be 'full', 'directional' or 'auto', got {mode!r}")
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
+    if mode == "directional" and directions_per_parameter < 1:
+        raise ValueError(f"directions_per_parameter must be >= 1, got {directions_per_parameter}")
     tolerance = Tolerance.parse(tolerance)
 
     gen = torch.Generator().manual_seed(seed + 1)
