@@ -8,6 +8,7 @@ passes agree to rounding.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -133,7 +134,7 @@ def build_mlp(dims: Sequence[int], seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
     try:
         layers: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
             layers.append(nn.Linear(d_in, d_out))
             if i < len(dims) - 2:
                 layers.append(nn.ReLU())

@@ -139,7 +139,7 @@ def region_lps(
     h = torch.cat([-sign * k, torch.cat([hi, -lo]).expand(M.shape[0], -1)], dim=1)
     Q, shift = _proximal(centers, proximal, net.input_dim, c)
     return QPBatch(
-        Q=Q if proximal > 0 else torch.zeros(net.input_dim, net.input_dim, dtype=net.dtype, device=net.device),
+        Q=Q if proximal > 0 else torch.zeros_like(Q[0]),
         p=-c + shift,
         G=G,
         h=h,
