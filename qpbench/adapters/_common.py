@@ -127,7 +127,7 @@ class LoopedAdapter(Adapter):
         for item in prepared.items:
             try:
                 results.append(self.solve_one(item, prepared.options))
-            except Exception as exc:  # noqa: BLE001 - a solver failure is a per-problem status
+            except Exception as exc:  # a solver failure is a per-problem status
                 results.append(OneResult(Status.NUMERICAL_ERROR, error=f"{type(exc).__name__}: {exc}"))
         return stack_results(results, prepared.n, prepared.m, prepared.k)
 

@@ -40,7 +40,7 @@ class GurobiAdapter(LoopedAdapter):
     def availability(self) -> tuple[bool, str]:
         try:
             self._environment().dispose()
-        except Exception as exc:  # noqa: BLE001 - no package or no licence: unavailable
+        except Exception as exc:  # no package or no licence: unavailable
             return False, f"{type(exc).__name__}: {exc}"
         return True, ""
 
@@ -88,7 +88,7 @@ class GurobiAdapter(LoopedAdapter):
         return model, env, z, ineq, eq, data
 
     def solve_one(self, item: Any, options: dict[str, Any]) -> OneResult:
-        model, _, z, ineq, eq, data = item
+        model, _, z, ineq, eq, _ = item
         model.reset()  # discard the previous solution so that every repeat does the same work
         model.optimize()
         status = _STATUS.get(int(model.Status), Status.UNKNOWN)

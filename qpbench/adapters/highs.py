@@ -85,7 +85,9 @@ class HiGHSAdapter(LoopedAdapter):
         status = _STATUS.get(label, Status.UNKNOWN)
         solution = solver.getSolution()
         info = solver.getInfo()
-        iterations = max(int(info.qp_iteration_count), int(info.simplex_iteration_count), int(info.ipm_iteration_count))
+        iterations = max(
+            int(info.qp_iteration_count), int(info.simplex_iteration_count), int(info.ipm_iteration_count)
+        )
         # HiGHS row duals are <= 0 at an active upper bound of a minimization: negate for lam/nu.
         y = -np.asarray(solution.row_dual, dtype=np.float64)
         result = OneResult(status, z=np.asarray(solution.col_value, dtype=np.float64), lam=y[:m], nu=y[m:],

@@ -62,6 +62,5 @@ class SCSAdapter(LoopedAdapter):
         info = sol["info"]
         status = _STATUS.get(int(info["status_val"]), Status.UNKNOWN)
         y = np.asarray(sol["y"], dtype=np.float64)  # Px + c + M'y = 0, y >= 0 on the cone 'l'
-        return OneResult(
-            status, z=np.asarray(sol["x"], dtype=np.float64), lam=y[k:], nu=y[:k], iterations=int(info["iter"])
-        )
+        x = np.asarray(sol["x"], dtype=np.float64)
+        return OneResult(status, z=x, lam=y[k:], nu=y[:k], iterations=int(info["iter"]))

@@ -1,0 +1,62 @@
+"""ProxQP (proxsuite, proximal augmented Lagrangian), dense backend: one problem at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from qpbench.adapters._common import INFINITY, LoopedAdapter, OneResult, ProblemArrays
+from qpbench.adapters.base import Capabilities, Tolerance
+from qpbench.status import Status
+
+_STATUS = {
+    "PROXQP_SOLVED": Status.SOLVED,
+    "PROXQP_MAX_ITER_REACHED": Status.MAX_ITER,
+    "PROXQP_PRIMAL_INFEASIBLE": Status.PRIMAL_INFEASIBLE,
+    "PROXQP_SOLVED_CLOSEST_PRIMAL_FEASIBLE": Status.PRIMAL_INFEASIBLE,
+    "PROXQP_DUAL_INFEASIBLE": Status.DUAL_INFEASIBLE,
+    "PROXQP_NOT_RUN": Status.UNKNOWN,
+}
+
+
+class ProxQPAdapter(LoopedAdapter):
+    name = "proxqp"
+    package = "proxsuite"
+    capabilities = Capabilities(batched=False, differentiable=False)
+
+    def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
+        # ProxQP has no time limit setting. No initial guess: every repeat starts cold.
+        return {"eps_abs": tolerance.eps, "eps_rel": 0.0, "max_iter": 10_000, "verbose": False}
+
+    def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:
+        import proxsuite
+
+        qp = proxsuite.proxqp.dense.QP(data.n, data.k, data.m)
+        for key, value in options.items():
+            setattr(qp.settings, key, value)
+        qp.settings.initial_guess = proxsuite.proxqp.InitialGuess.NO_INITIAL_GUESS
+        qp.init(
+            data.Q,
+            data.p,
+            data.A if data.k else None,
+            data.b if data.k else None,
+            data.G if data.m else None,
+            np.full(data.m, -INFINITY) if data.m else None,
+            data.h if data.m else None,
+        )
+        return qp
+
+    def solve_one(self, item: Any, options: dict[str, Any]) -> OneResult:
+        qp = item
+        qp.solve()
+        res = qp.results
+        status = _STATUS.get(res.info.status.name, Status.UNKNOWN)
+        # ProxQP: Hx + g + A'y + C'z = 0 with z >= 0 on active upper bounds: z is lam, y is nu.
+        return OneResult(
+            status,
+            z=np.asarray(res.x, dtype=np.float64),
+            lam=np.asarray(res.z, dtype=np.float64),
+            nu=np.asarray(res.y, dtype=np.float64),
+            iterations=int(res.info.iter),
+        )

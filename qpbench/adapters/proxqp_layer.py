@@ -1,0 +1,77 @@
+"""proxsuite's torch QP layer (``proxsuite.torch.qplayer.QPFunction``): differentiable.
+
+Read from proxsuite 0.8 (proxsuite/torch/qplayer.py): the layer builds one dense ProxQP per problem
+and solves them in a loop (or with OpenMP when ``omp_parallel``), on the CPU; it takes
+l <= Gz <= u, returns (z, y for A, z for G) and reports no per-problem status. Its backward returns
+a batched gradient for every input, so shared (unbatched) tensors are expanded here first and
+autograd sums over the batch: ``gradient_convention`` "sum". It allocates its gradients with the
+default dtype (float32), so gradients lose precision even for float64 inputs. It needs at least
+one constraint row (an assertion in ``forward``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from qpbench.adapters._common import INFINITY, check_supported
+from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
+from qpbench.problem import QPBatch
+from qpbench.status import Status
+
+
+@dataclass
+class _Prepared:
+    batch: QPBatch
+    options: dict[str, Any]
+
+
+class ProxQPLayerAdapter(Adapter):
+    name = "proxqp_layer"
+    package = "proxsuite"
+    capabilities = Capabilities(batched=True, differentiable=True, devices=("cpu",), dtypes=(torch.float64,))
+    gradient_convention = "sum"
+
+    def _import(self) -> Any:
+        import proxsuite.torch.qplayer as qplayer
+
+        return qplayer
+
+    def unsupported_reason(self, batch: QPBatch, device: str | None = None) -> str | None:
+        if batch.m + batch.k == 0:
+            return "needs at least one constraint row"
+        return super().unsupported_reason(batch, device)
+
+    def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
+        # The layer exposes eps (ProxQP's eps_abs) and maxIter only; no time limit.
+        return {"eps": tolerance.eps, "maxIter": 10_000}
+
+    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = float("inf")) -> _Prepared:
+        check_supported(self, batch)
+        return _Prepared(batch, self.options(Tolerance.parse(tolerance), time_limit))
+
+    def _call(self, batch: QPBatch, options: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+        from proxsuite.torch.qplayer import QPFunction
+
+        Q, p, G, h, A, b = (batch.expanded(name) for name in ("Q", "p", "G", "h", "A", "b"))
+        lower = torch.full_like(h, -INFINITY)
+        return QPFunction(eps=options["eps"], maxIter=options["maxIter"])(Q, p, A, b, G, lower, h)
+
+    def solve(self, prepared: _Prepared) -> SolveOutput:
+        bt = prepared.batch
+        with torch.no_grad():
+            z, nu, lam = self._call(bt, prepared.options)
+        # No status from the layer: a finite answer counts as solved; the suite's residual
+        # check decides success.
+        finite = torch.isfinite(z).all(-1).cpu().numpy()
+        status = np.where(finite, int(Status.SOLVED), int(Status.NUMERICAL_ERROR)).astype(np.int64)
+        return SolveOutput(z=z.double(), status=status, lam=lam.double(), nu=nu.double())
+
+    def differentiable_solve(self, batch: QPBatch, tolerance: Tolerance | str) -> Tensor:
+        check_supported(self, batch)
+        z, _, _ = self._call(batch, self.options(Tolerance.parse(tolerance), float("inf")))
+        return z
