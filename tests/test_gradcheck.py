@@ -16,6 +16,7 @@ from qpbench.gradcheck import check_gradients, finite_differences, loss_weights
 from qpbench.gradcheck.active_set import kkt_solve, reference_active_set
 from qpbench.gradcheck.directions import directions
 from qpbench.problem import NAMES, QPBatch
+from qpbench.reference import reference_solve
 
 F64 = torch.float64
 
@@ -64,7 +65,8 @@ class RaisingAdapter(ExactAdapter):
 def strict_batch(B: int = 3, n: int = 5, m: int = 6, k: int = 2, seed: int = 0, shared: tuple[str, ...] = ()
                  ) -> QPBatch:
     """Random strictly convex QPs with a planted optimum: about half the rows active with
-    multipliers in [0.5, 1.5], the rest with slacks in [0.5, 1.5] (strict complementarity)."""
+    multipliers in [0.5, 1.5], the rest with slacks in [0.5, 1.5] (strict complementarity), and
+    linearly independent active constraints."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(*shape):
@@ -77,6 +79,7 @@ def strict_batch(B: int = 3, n: int = 5, m: int = 6, k: int = 2, seed: int = 0, 
     Q = L @ L.transpose(1, 2) / n + 0.5 * torch.eye(n, dtype=F64)
     z0, G, A, nu0 = randn(B, n), randn(B, m, n), randn(B, k, n), randn(B, k)
     act = rand(B, m) < 0.5
+    act &= act.cumsum(-1) <= n - k - 1  # fewer active rows than free directions: LICQ holds
     lam0 = (0.5 + rand(B, m)) * act
     h = torch.einsum("bmn,bn->bm", G, z0) + (0.5 + rand(B, m)) * ~act
     b = torch.einsum("bkn,bn->bk", A, z0)
@@ -114,6 +117,27 @@ def test_finite_differences_match_the_closed_form_gradient_of_an_unconstrained_q
     expected = (grad_Q.unsqueeze(0) * dirs["Q"]).sum((-2, -1))  # along E_ij + E_ji
     torch.testing.assert_close(result.fd["Q"], expected, rtol=1e-7, atol=1e-9)
 
+
+
+def test_active_set_differences_agree_with_independent_reference_resolves():
+    # The finite differences use exact active-set solves; re-solving each perturbed problem from
+    # scratch with Clarabel (tolerance 1e-12) must give the same derivatives.
+    batch = strict_batch(B=1, n=4, m=3, k=1, seed=7)
+    assert int(reference_active_set(batch)[0].sum()) >= 1  # some row is active
+    c = loss_weights(batch, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    dirs = {name: directions(batch, name, "directional", 1, gen) for name in NAMES}
+    result = finite_differences(batch, c, dirs)
+    assert result.flags == []
+    for name, D in dirs.items():
+        step = result.steps[name]
+        loss = []
+        for sign in (1.0, -1.0):
+            moved = {k: batch.expanded(k) + (sign * step * D[0] if k == name else 0.0) for k in NAMES}
+            z = reference_solve(QPBatch(**moved, check="none"), tolerance=1e-12).z
+            loss.append(float((c * z).sum()))
+        independent = (loss[0] - loss[1]) / (2 * step)
+        assert independent == pytest.approx(float(result.fd[name][0, 0]), rel=1e-6, abs=1e-9), name
 
 def test_full_directions_cover_every_entry_and_keep_q_symmetric():
     batch = strict_batch(B=2, n=3, m=2, k=1, shared=("G",))
