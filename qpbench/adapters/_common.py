@@ -15,6 +15,7 @@ from qpbench.status import Status
 
 # Large finite stand-in for "no bound" where a solver wants explicit lower bounds.
 INFINITY = 1e20
+UNLIMITED = float("inf")  # default time limit
 
 
 @dataclass

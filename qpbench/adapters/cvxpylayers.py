@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qpbench.adapters._common import check_supported
+from qpbench.adapters._common import UNLIMITED, check_supported
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
 from qpbench.status import Status
@@ -84,7 +84,7 @@ class CvxpyLayersAdapter(Adapter):
             inputs += [batch.A, batch.b]
         return inputs
 
-    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = float("inf")) -> _Prepared:
+    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = UNLIMITED) -> _Prepared:
         check_supported(self, batch)
         layer = self.build_layer(batch.n, batch.m, batch.k)
         with torch.no_grad():

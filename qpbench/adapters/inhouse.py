@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from qpbench.adapters._common import check_supported
+from qpbench.adapters._common import UNLIMITED, check_supported
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
 
@@ -44,7 +44,7 @@ class InHouseAdapter(Adapter):
         # its max_iter (default 100) bounds the work instead.
         return {"eps_abs": tolerance.eps, "eps_rel": 0.0}
 
-    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = float("inf")) -> _Prepared:
+    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = UNLIMITED) -> _Prepared:
         from qpbench.solver import SolverSettings
 
         check_supported(self, batch)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qpbench.adapters._common import INFINITY, check_supported
+from qpbench.adapters._common import INFINITY, UNLIMITED, check_supported
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
 from qpbench.status import Status
@@ -50,7 +50,7 @@ class ProxQPLayerAdapter(Adapter):
         # The layer exposes eps (ProxQP's eps_abs) and maxIter only; no time limit.
         return {"eps": tolerance.eps, "maxIter": 10_000}
 
-    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = float("inf")) -> _Prepared:
+    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = UNLIMITED) -> _Prepared:
         check_supported(self, batch)
         return _Prepared(batch, self.options(Tolerance.parse(tolerance), time_limit))
 

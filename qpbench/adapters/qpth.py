@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qpbench.adapters._common import check_supported
+from qpbench.adapters._common import UNLIMITED, check_supported
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
 from qpbench.status import Status
@@ -56,7 +56,7 @@ class QpthAdapter(Adapter):
         # the default 20 so tight tolerances can be reached on small problems.
         return {"eps": tolerance.eps, "maxIter": 100, "notImprovedLim": 3}
 
-    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = float("inf")) -> _Prepared:
+    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = UNLIMITED) -> _Prepared:
         check_supported(self, batch)
         return _Prepared(batch, self.options(Tolerance.parse(tolerance), time_limit))
 
