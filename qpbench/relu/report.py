@@ -1,0 +1,144 @@
+"""Markdown tables and plots from ``relu_results.jsonl`` (nothing here runs a solver)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from qpbench.relu.bench import RESULTS_FILE
+
+METHOD_ORDER = (
+    "sampling", "sampling+enhanced", "mip-highs", "mip-highs+warm", "mip-gurobi", "mip-gurobi+warm",
+)
+
+
+def load_rows(out: Path) -> list[dict[str, Any]]:
+    path = Path(out) / RESULTS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {RESULTS_FILE} in {out}")
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line from an interrupted run
+    return _latest_per_network(rows)
+
+
+def _latest_per_network(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep only the newest run of each network (a re-run appends rather than overwrites)."""
+    newest: dict[str, float] = {}
+    for r in rows:
+        newest[r["network"]] = max(newest.get(r["network"], 0.0), r.get("timestamp", 0.0))
+    # Rows of one network's run share a write time within a second.
+    return [r for r in rows if newest[r["network"]] - r.get("timestamp", 0.0) < 5.0]
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(value, spec)
+
+
+def _method_key(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["# Optimizing trained ReLU networks: sampling LPs vs the big-M MIP", ""]
+    lines += [
+        "Best value of max f(x) over the box found by each method, seconds to reach it, total seconds,",
+        "and the gap to the MIP optimum where some MIP proved it (gap = optimum − value; relative to",
+        "|optimum|). Sampling runs stop at their time budget; MIPs at their time limit.",
+        "",
+        "## Best value, time and gap per network",
+        "",
+        "| network | method | best f | time to best (s) | total (s) | gap | rel. gap | status | LPs |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    searches = [r for r in rows if r["kind"] == "search"]
+    networks = list(dict.fromkeys(r["network"] for r in rows))
+    for net in networks:
+        for r in sorted((r for r in searches if r["network"] == net), key=lambda r: _method_key(r["method"])):
+            status = r.get("status", "")
+            if r.get("reason"):
+                status = f"{status}: {r['reason']}"
+            lines.append(
+                f"| {net} | {r['method']} | {_fmt(r.get('best_value'), '.6f')} | "
+                f"{_fmt(r.get('time_to_best'), '.2f')} | {_fmt(r.get('seconds'), '.1f')} | "
+                f"{_fmt(r.get('gap_abs'), '.2e')} | {_fmt(r.get('gap_rel'), '.2e')} | {status} | "
+                f"{_fmt(r.get('lps_solved'), 'd')} |"
+            )
+    lines += [
+        "",
+        "## LP throughput: in-house batched solver vs HiGHS one LP at a time",
+        "",
+        "Same deduplicated region LPs (reduced form), one warm-up, then one timed call per backend.",
+        "",
+        "| network | LPs | n | m | in-house LP/s | HiGHS LP/s | ratio in-house / HiGHS |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        if r["kind"] != "throughput":
+            continue
+        lines.append(
+            f"| {r['network']} | {r['lps']} | {r['n']} | {r['m']} | "
+            f"{_fmt(r.get('inhouse_lps_per_s'), '.1f')} | "
+            f"{_fmt(r.get('highs_lps_per_s'), '.1f')} | {_fmt(r.get('ratio_inhouse_over_highs'), '.3f')} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot_traces(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One PNG per network: best value found vs time (log time axis), one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for net in dict.fromkeys(r["network"] for r in rows):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        drew = False
+        for r in sorted((r for r in rows if r["network"] == net and r["kind"] == "search"),
+                        key=lambda r: _method_key(r["method"])):
+            trace = [(max(t, 1e-3), v) for t, v in r.get("trace") or []]
+            if not trace:
+                continue
+            end = max(r.get("seconds") or trace[-1][0], trace[-1][0])
+            times = [t for t, _ in trace] + [end]
+            values = [v for _, v in trace] + [trace[-1][1]]
+            ax.step(times, values, where="post", label=r["method"])
+            drew = True
+        optima = [r["optimum"] for r in rows if r["network"] == net and r.get("optimum") is not None]
+        optimum = optima[0] if optima else None
+        if optimum is not None:
+            ax.axhline(optimum, color="k", linestyle=":", linewidth=1, label="MIP optimum")
+        if not drew:
+            plt.close(fig)
+            continue
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds")
+        ax.set_ylabel("best f found")
+        ax.set_title(net)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(out) / f"trace-{net.replace(':', '-')}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(out: Path) -> Path:
+    rows = load_rows(out)
+    plots = plot_traces(rows, out)
+    text = markdown(rows)
+    if plots:
+        text += "\n## Best value vs time\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
+    path = Path(out) / "report.md"
+    path.write_text(text, encoding="utf-8")
+    return path
