@@ -1,0 +1,97 @@
+"""Shared helpers of the problem generators.
+
+Every family draws its data with a seeded ``torch.Generator`` on the CPU in float64 and only
+then moves the finished tensors to the requested device and dtype, so the same seed gives the
+same problems on every device (GPU random streams differ from the CPU's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from qpbench.problem import QPBatch
+
+CPU = torch.device("cpu")
+F64 = torch.float64
+
+
+def cpu_generator(seed: int) -> torch.Generator:
+    gen = torch.Generator(device=CPU)
+    gen.manual_seed(seed)
+    return gen
+
+
+def randn(gen: torch.Generator, *shape: int) -> Tensor:
+    return torch.randn(*shape, generator=gen, dtype=F64, device=CPU)
+
+
+def rand(gen: torch.Generator, *shape: int) -> Tensor:
+    return torch.rand(*shape, generator=gen, dtype=F64, device=CPU)
+
+
+def eye(n: int) -> Tensor:
+    return torch.eye(n, dtype=F64, device=CPU)
+
+
+def mv(M: Tensor, v: Tensor) -> Tensor:
+    """Batched matrix-vector product (B, r, c) x (B, c) -> (B, r)."""
+    return (M @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def gram(M: Tensor) -> Tensor:
+    """M M^T, symmetrized so the result is exactly symmetric despite rounding."""
+    S = M @ M.transpose(-1, -2)
+    return 0.5 * (S + S.transpose(-1, -2))
+
+
+def strictly_feasible_rhs(gen: torch.Generator, G: Tensor, z0: Tensor) -> Tensor:
+    """h = G z0 + s0 with slack s0 ~ U[0, 1) + 0.1, so z0 satisfies G z0 < h strictly."""
+    return mv(G, z0) + rand(gen, *G.shape[:-1]) + 0.1
+
+
+def finish(
+    family: str,
+    seed: int,
+    expected_status: str,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    Q: Tensor,
+    p: Tensor,
+    G: Tensor | None = None,
+    h: Tensor | None = None,
+    A: Tensor | None = None,
+    b: Tensor | None = None,
+    **extra_meta: Any,
+) -> QPBatch:
+    """Move CPU float64 data to (device, dtype) and wrap it in a QPBatch with its metadata.
+
+    Q is PSD by construction in every family, so only the cheap checks run here ("basic");
+    the eigenvalue check would dominate generation time for large batches.
+    """
+    B = p.shape[0]
+    n = p.shape[-1]
+    m = 0 if G is None else G.shape[-2]
+    k = 0 if A is None else A.shape[-2]
+
+    tensors = {
+        name: (None if t is None else t.to(device=device, dtype=dtype))
+        for name, t in (("Q", Q), ("p", p), ("G", G), ("h", h), ("A", A), ("b", b))
+    }
+    if m == 0:
+        tensors["G"] = tensors["h"] = None
+    if k == 0:
+        tensors["A"] = tensors["b"] = None
+    meta = {
+        "family": family,
+        "seed": seed,
+        "expected_status": expected_status,
+        "batch_size": B,
+        "n": n,
+        "m": m,
+        "k": k,
+        **extra_meta,
+    }
+    return QPBatch(**tensors, name=family, meta=meta, check="basic")

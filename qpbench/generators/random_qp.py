@@ -1,0 +1,212 @@
+"""Random dense QP families: OptNet's benchmark QPs and variations on which blocks are present
+and how degenerate Q and A are. All feasible and bounded by construction (see each docstring)."""
+
+from __future__ import annotations
+
+import torch
+
+from qpbench.generators._common import (
+    cpu_generator,
+    eye,
+    finish,
+    gram,
+    mv,
+    rand,
+    randn,
+    strictly_feasible_rhs,
+)
+from qpbench.generators._registry import register
+from qpbench.problem import QPBatch
+
+
+def well_conditioned_psd(gen: torch.Generator, B: int, n: int) -> torch.Tensor:
+    """Q = M M^T / n + 0.1 I with M ~ N(0, 1): positive definite, eigenvalues in about [0.1, 4.1]."""
+    return gram(randn(gen, B, n, n)) / n + 0.1 * eye(n)
+
+
+def require_at_most(name: str, value: int, bound: int, why: str) -> None:
+    if value > bound:
+        raise ValueError(f"{name} = {value} is too large: must be <= {bound} ({why})")
+
+
+@register(
+    "optnet_random",
+    description="OptNet's timing QPs: Q = L L^T + 1e-3 I (L = tril(U[0,1)) + I), Gaussian G and p, "
+    "h = G z0 + 1; inequalities only.",
+    sizes=lambda n: (n, 0),
+    ignores=("k",),
+)
+def optnet_random(
+    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
+) -> QPBatch:
+    """The random QPs of OptNet's solver timings (Amos & Kolter 2017), as drawn in
+    locuslab/optnet ``profile/optnet-forward.py``: L = tril(U[0,1)^{n x n}) + I,
+    Q = L L^T + 1e-3 I, G ~ N(0,1)^{m x n}, z0 ~ N(0,1), slack s0 = 1 (all ones there, not
+    random), h = G z0 + s0, p ~ N(0,1). No equalities here (the original adds Gaussian A with
+    b = A z0; use ``random_eq`` for that). Feasible: z0 satisfies G z0 < h. Bounded: Q is PD.
+    Unlike the original, which shares Q, G, h across the batch and varies only p, every problem
+    draws all of its data.
+    """
+    gen = cpu_generator(seed)
+    L = torch.tril(rand(gen, B, n, n)) + eye(n)
+    Q = gram(L) + 1e-3 * eye(n)
+    G = randn(gen, B, m, n)
+    z0 = randn(gen, B, n)
+    h = mv(G, z0) + 1.0
+    p = randn(gen, B, n)
+    return finish("optnet_random", seed, "solved", dtype, device, Q, p, G, h)
+
+
+@register(
+    "inequality_only",
+    description="Well-conditioned PD Q, Gaussian G with twice as many rows as variables by default, "
+    "h = G z0 + s0 (s0 > 0); no equalities.",
+    sizes=lambda n: (2 * n, 0),
+    ignores=("k",),
+)
+def inequality_only(
+    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
+) -> QPBatch:
+    """Q = M M^T/n + 0.1 I, p, G, z0 ~ N(0,1), h = G z0 + s0 with s0 ~ U[0,1) + 0.1.
+    Feasible: z0 is strictly feasible. Bounded: Q is PD. With m > n many rows are active."""
+    gen = cpu_generator(seed)
+    Q = well_conditioned_psd(gen, B, n)
+    p = randn(gen, B, n)
+    G = randn(gen, B, m, n)
+    z0 = randn(gen, B, n)
+    h = strictly_feasible_rhs(gen, G, z0)
+    return finish("inequality_only", seed, "solved", dtype, device, Q, p, G, h)
+
+
+@register(
+    "random_eq",
+    description="Well-conditioned PD Q, Gaussian inequalities h = G z0 + s0 and equalities b = A z0 "
+    "sharing the same interior point z0.",
+    sizes=lambda n: (n, n // 2),
+)
+def random_eq(
+    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
+) -> QPBatch:
+    """As ``inequality_only`` plus A ~ N(0,1)^{k x n} (full row rank almost surely, k <= n) and
+    b = A z0. Feasible: z0 satisfies both blocks, the inequalities strictly. Bounded: Q is PD."""
+    require_at_most("k", k, n, "A must have full row rank")
+    gen = cpu_generator(seed)
+    Q = well_conditioned_psd(gen, B, n)
+    p = randn(gen, B, n)
+    G = randn(gen, B, m, n)
+    A = randn(gen, B, k, n)
+    z0 = randn(gen, B, n)
+    h = strictly_feasible_rhs(gen, G, z0)
+    b = mv(A, z0)
+    return finish("random_eq", seed, "solved", dtype, device, Q, p, G, h, A, b)
+
+
+@register(
+    "equality_only",
+    description="Well-conditioned PD Q with Gaussian equalities b = A z0 only (m = 0): "
+    "the solution comes from one linear KKT system.",
+    sizes=lambda n: (0, max(1, n // 2)),
+    ignores=("m",),
+)
+def equality_only(
+    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
+) -> QPBatch:
+    """Q = M M^T/n + 0.1 I, A ~ N(0,1)^{k x n} with k <= n, b = A z0. Feasible: z0.
+    Bounded: Q is PD. No inequalities, so an interior-point method has nothing to centre."""
+    require_at_most("k", k, n, "A must have full row rank")
+    gen = cpu_generator(seed)
+    Q = well_conditioned_psd(gen, B, n)
+    p = randn(gen, B, n)
+    A = randn(gen, B, k, n)
+    b = mv(A, randn(gen, B, n))
+    return finish("equality_only", seed, "solved", dtype, device, Q, p, A=A, b=b)
+
+
+@register(
+    "box",
+    description="Well-conditioned PD Q with lower and upper bounds l < z < u written as the 2n rows "
+    "[I; -I] z <= [u; -l] (G shared by the batch).",
+    sizes=lambda n: (2 * n, 0),
+    ignores=("m", "k"),
+)
+def box(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
+    """Bounds l ~ -U[0.5, 1.5), u ~ U[0.5, 1.5) around 0, p ~ N(0,1) so that the unconstrained
+    minimizer usually leaves the box and several bounds are active. G = [I; -I] is one shared
+    (2n, n) tensor; h = [u; -l] is per problem. Feasible: z = 0 lies strictly inside.
+    Bounded: Q is PD (and the box is bounded anyway)."""
+    gen = cpu_generator(seed)
+    Q = well_conditioned_psd(gen, B, n)
+    p = randn(gen, B, n)
+    lower = -(0.5 + rand(gen, B, n))
+    upper = 0.5 + rand(gen, B, n)
+    G = torch.cat([eye(n), -eye(n)])
+    h = torch.cat([upper, -lower], dim=-1)
+    return finish("box", seed, "solved", dtype, device, Q, p, G, h)
+
+
+@register(
+    "lp",
+    description="Linear programs (Q = 0): Gaussian rows h = G z0 + s0 plus a box |z_i| <= 1 + U[0,1) "
+    "(the last 2n rows of G) and equalities b = A z0.",
+    sizes=lambda n: (3 * n, n // 4),
+    min_n=1,
+)
+def lp(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
+    """Q = 0, p ~ N(0,1). G stacks m - 2n Gaussian rows and the box rows [I; -I]; m counts both,
+    so m >= 2n. z0 ~ U(-0.5, 0.5) inside the box gives h = G z0 + s0 and b = A z0 (k <= n).
+    Feasible: z0. Bounded: the feasible set lies in the box, so the linear objective has a
+    finite minimum (at a vertex)."""
+    if m < 2 * n:
+        raise ValueError(f"m = {m} is too small: the lp family needs m >= 2n = {2 * n} (box rows)")
+    require_at_most("k", k, n, "A must have full row rank")
+    gen = cpu_generator(seed)
+    Q = torch.zeros(B, n, n, dtype=torch.float64)
+    p = randn(gen, B, n)
+    z0 = rand(gen, B, n) - 0.5
+    G_free = randn(gen, B, m - 2 * n, n)
+    h_free = strictly_feasible_rhs(gen, G_free, z0)
+    radius = 1.0 + rand(gen, B, n)
+    G = torch.cat([G_free, eye(n).expand(B, n, n), -eye(n).expand(B, n, n)], dim=1)
+    h = torch.cat([h_free, radius, radius], dim=-1)
+    A = randn(gen, B, k, n)
+    b = mv(A, z0)
+    return finish("lp", seed, "solved", dtype, device, Q, p, G, h, A, b)
+
+
+@register(
+    "rank_deficient",
+    description="Singular PSD Q (rank n/2) and rank-deficient A (rank k/2) with consistent b; p is "
+    "chosen so that a known point satisfies the KKT conditions, so the problem is bounded.",
+    sizes=lambda n: (n, n // 2),
+    min_n=2,
+)
+def rank_deficient(
+    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
+) -> QPBatch:
+    """Q = C C^T / r with C ~ N(0,1)^{n x r}, r = max(1, n // 2) (singular); A = D E / sqrt(r_A),
+    D, E ~ N(0,1), inner dimension r_A = max(1, min(k // 2, n - 1)) (rank-deficient for k >= 2); G ~ N(0,1).
+
+    A singular Q with a random p would usually be unbounded, so the data are built backwards
+    from an optimal primal-dual point: z* ~ N(0,1); each inequality row is active with
+    probability 1/2 (slack 0, multiplier U[0,1) + 0.1) or inactive (slack U[0,1) + 0.1,
+    multiplier 0); nu* ~ N(0,1); h = G z* + s*, b = A z*, p = -(Q z* + G^T lam* + A^T nu*).
+    Then (z*, lam*, nu*) satisfies the KKT conditions of this convex QP, so the problem is
+    feasible and its minimum is attained (z itself need not be unique; the objective is).
+    """
+    gen = cpu_generator(seed)
+    r = max(1, n // 2)
+    Q = gram(randn(gen, B, n, r)) / r
+    rank_A = max(1, min(k // 2, n - 1))
+    A = randn(gen, B, k, rank_A) @ randn(gen, B, rank_A, n) / rank_A**0.5
+    G = randn(gen, B, m, n)
+    z_opt = randn(gen, B, n)
+    active = rand(gen, B, m) < 0.5
+    slack = torch.where(active, 0.0, rand(gen, B, m) + 0.1)
+    lam = torch.where(active, rand(gen, B, m) + 0.1, 0.0)
+    nu = randn(gen, B, k)
+    h = mv(G, z_opt) + slack
+    b = mv(A, z_opt)
+    p = -(mv(Q, z_opt) + mv(G.transpose(1, 2), lam) + mv(A.transpose(1, 2), nu))
+    return finish(
+        "rank_deficient", seed, "solved", dtype, device, Q, p, G, h, A, b, rank_Q=r, rank_A=rank_A if k else 0
+    )
