@@ -215,6 +215,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     delta = torch.full((B,), float(settings.delta), dtype=dt, device=dev)
     form = _choose_form(P_full, settings, rho)
     kkt = KKTSystem(P_full, form, rho, delta)
+    kkt_full = kkt  # compaction makes new objects; this one keeps the whole batch for backward
     it = initial_point(kkt)
 
     # Outputs for the whole batch (scaled iterates; unscaled at the end).
@@ -314,5 +315,10 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         "iterations_loop": n_iter_loop,
         "solve_seconds": time.perf_counter() - t0,
         "settings": settings,
+        # For the backward pass: the scaled problem, its KKT system (the dual form's factor of
+        # Q + rho I is reused), and the scaled final iterate.
+        "kkt": kkt_full,
+        "scaled": P_full,
+        "scaled_iterate": out,
     }
     return QPSolution(z=z, lam=lam, nu=nu, s=s, status=status, iterations=iters, info=info)

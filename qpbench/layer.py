@@ -1,0 +1,212 @@
+"""The in-house solver as a differentiable layer.
+
+``QPFunction.apply(Q, p, G, h, A, b, settings)`` returns z (B, n) and differentiates through all
+six tensors by implicit differentiation of the KKT conditions at the solution (OptNet, Amos &
+Kolter 2017). The adjoint system has the same structure as an interior-point Newton step, so it
+is solved by the solver's own KKT machinery: one factorization at the final weights
+lam / s (in the 'dual' KKT form the factor of Q + rho I from the forward pass is reused and only
+the (m+k) x (m+k) matrix is refactored).
+
+Conventions:
+* A tensor given without its batch dimension is shared by the batch, and its gradient is the
+  **sum** of the per-problem gradients (qpth averages them instead).
+* Problems whose status is not SOLVED get a zero gradient and a warning naming them; never NaN.
+* Double backward (gradients of gradients) is not supported.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from qpbench.problem import QPBatch
+from qpbench.solver import SolverSettings, solve
+from qpbench.solver.result import QPSolution
+from qpbench.status import Status
+
+
+def _empty_if_none(t: Tensor | None, like: Tensor, rows_dim: int) -> Tensor:
+    if t is not None:
+        return t
+    n = like.shape[-1]
+    return like.new_zeros((0, n) if rows_dim == 2 else (0,))
+
+
+def adjoint_solve(sol: QPSolution, grad_z: Tensor, refine_steps: int = 2) -> tuple[Tensor, Tensor, Tensor]:
+    """Solve K' [dz; dlam_tilde; dnu] = [-grad_z; 0; 0] at the solution, in ORIGINAL units.
+
+    dlam_tilde = lam o dlam in OptNet's notation. Returns (dz, dlam_tilde, dnu).
+    """
+    kkt = sol.info["kkt"]
+    P = sol.info["scaled"]
+    it = sol.info["scaled_iterate"]
+    dt = P.p.dtype
+    finfo = torch.finfo(dt)
+    w_hi = 1e8 if dt == torch.float32 else 1.0 / finfo.eps**2
+    w = (it.lam / it.s).clamp(1.0 / w_hi, w_hi) if kkt.m else it.s
+    f = kkt.factor(w)
+    a = -(P.c.unsqueeze(-1) * P.D) * grad_z.to(dt)
+    g = a.new_zeros(a.shape[0], kkt.m)
+    e = a.new_zeros(a.shape[0], kkt.k)
+    x, y, u = kkt.solve_refined(f, a, g, e, refine_steps)
+    c = P.c.unsqueeze(-1)
+    dz = P.D * x
+    dlam = P.E * y / c if kkt.m else y
+    dnu = P.F * u / c if kkt.k else u
+    ok = f.ok & torch.isfinite(dz).all(-1)
+    return torch.where(ok.unsqueeze(-1), dz, 0), torch.where(ok.unsqueeze(-1), dlam, 0), torch.where(
+        ok.unsqueeze(-1), dnu, 0
+    )
+
+
+class QPFunction(torch.autograd.Function):
+    """z = argmin 1/2 z'Qz + p'z s.t. Gz <= h, Az = b, batched; see the module docstring."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        Q: Tensor,
+        p: Tensor,
+        G: Tensor | None,
+        h: Tensor | None,
+        A: Tensor | None,
+        b: Tensor | None,
+        settings: SolverSettings | None = None,
+        check: str = "basic",
+    ) -> Tensor:
+        G_, h_ = _empty_if_none(G, Q, 2), _empty_if_none(h, Q, 1)
+        A_, b_ = _empty_if_none(A, Q, 2), _empty_if_none(b, Q, 1)
+        batch = QPBatch(
+            Q=Q.detach(),
+            p=p.detach(),
+            G=G_.detach() if G_.numel() else None,
+            h=h_.detach() if h_.numel() else None,
+            A=A_.detach() if A_.numel() else None,
+            b=b_.detach() if b_.numel() else None,
+            check=check,
+        )
+        sol = solve(batch, settings)
+        ctx.sol = sol
+        ctx.shapes = [None if t is None else t.shape for t in (Q, p, G, h, A, b)]
+        return sol.z
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_z: Tensor) -> tuple[Tensor | None, ...]:
+        sol: QPSolution = ctx.sol
+        solved = sol.solved
+        if not bool(solved.all()):
+            bad = torch.nonzero(~solved).squeeze(1).tolist()
+            labels = [Status(int(sol.status[i])).label for i in bad]
+            warnings.warn(
+                f"QPFunction backward: problems {bad} have status {labels}; their gradient is set to zero",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        grad_z = torch.where(solved.unsqueeze(-1), grad_z, 0)
+        dz, dlam, dnu = adjoint_solve(sol, grad_z)
+        z, lam, nu = sol.z, sol.lam, sol.nu
+        grads = {
+            "Q": 0.5 * (dz.unsqueeze(-1) * z.unsqueeze(-2) + z.unsqueeze(-1) * dz.unsqueeze(-2)),
+            "p": dz,
+            "G": dlam.unsqueeze(-1) * z.unsqueeze(-2) + lam.unsqueeze(-1) * dz.unsqueeze(-2),
+            "h": -dlam,
+            "A": dnu.unsqueeze(-1) * z.unsqueeze(-2) + nu.unsqueeze(-1) * dz.unsqueeze(-2),
+            "b": -dnu,
+        }
+        out: list[Tensor | None] = []
+        for name, shape, need in zip("QpGhAb", ctx.shapes, ctx.needs_input_grad[:6], strict=True):
+            if shape is None or not need:
+                out.append(None)
+                continue
+            g = grads[name]
+            if len(shape) == g.dim() - 1:  # shared tensor: sum over the batch
+                g = g.sum(0)
+            out.append(g.reshape(shape))
+        return (*out, None, None)
+
+
+def qp_solve(
+    Q: Tensor,
+    p: Tensor,
+    G: Tensor | None = None,
+    h: Tensor | None = None,
+    A: Tensor | None = None,
+    b: Tensor | None = None,
+    settings: SolverSettings | None = None,
+) -> Tensor:
+    """Functional form of :class:`QPFunction`."""
+    return QPFunction.apply(Q, p, G, h, A, b, settings)
+
+
+class QPLayer(nn.Module):
+    """An OptNet-style layer: z*(x) = argmin 1/2 z'Qz + p'z  s.t.  Gz <= h,  Az = b.
+
+    Learnable parameters (each may be replaced per call by an input-dependent tensor):
+
+    * Q = L L' + eps I with L lower triangular (positive definite by construction);
+    * G (m x n) and h = G z0 + s0 with s0 = softplus(t) > 0, so the problem stays feasible;
+    * A (k x n) and b = A z0 (consistent with the same z0).
+
+    ``forward(p)`` takes p of shape (B, n) (usually the previous layer's output). Example::
+
+        layer = QPLayer(n=10, m=20)
+        model = nn.Sequential(nn.Linear(5, 10), layer)
+        loss = model(x).square().sum(); loss.backward()
+    """
+
+    def __init__(
+        self,
+        n: int,
+        m: int,
+        k: int = 0,
+        eps: float = 1e-4,
+        settings: SolverSettings | None = None,
+        seed: int | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__()
+        if n < 1 or m < 0 or k < 0:
+            raise ValueError(f"need n >= 1, m >= 0, k >= 0; got n={n}, m={m}, k={k}")
+        if k >= n:
+            raise ValueError(f"k (equalities) must be smaller than n, got k={k}, n={n}")
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.n, self.m, self.k, self.eps = n, m, k, eps
+        self.settings = settings
+        self.L = nn.Parameter(torch.eye(n, dtype=dtype) + 0.1 * torch.randn(n, n, generator=gen, dtype=dtype).tril(-1))
+        self.G = nn.Parameter(torch.randn(m, n, generator=gen, dtype=dtype) / n**0.5)
+        self.z0 = nn.Parameter(torch.zeros(n, dtype=dtype))
+        self.t0 = nn.Parameter(torch.ones(m, dtype=dtype))
+        self.A = nn.Parameter(torch.randn(k, n, generator=gen, dtype=dtype) / n**0.5)
+
+    def Q(self) -> Tensor:
+        L = self.L.tril()
+        return L @ L.T + self.eps * torch.eye(self.n, dtype=L.dtype, device=L.device)
+
+    def forward(self, p: Tensor, **overrides: Tensor) -> Tensor:
+        unknown = set(overrides) - {"Q", "G", "h", "A", "b"}
+        if unknown:
+            raise ValueError(f"unknown overrides {sorted(unknown)}; allowed: Q, G, h, A, b")
+        if p.shape[-1] != self.n:
+            raise ValueError(f"p must have last dimension n={self.n}, got shape {tuple(p.shape)}")
+        Q = overrides.get("Q", self.Q())
+        G = overrides.get("G", self.G)
+        h = overrides.get("h", G @ self.z0 + nn.functional.softplus(self.t0) if "G" not in overrides else None)
+        if h is None:
+            raise ValueError("when G is overridden, h must be given too")
+        A = overrides.get("A", self.A)
+        b = overrides.get("b", A @ self.z0)
+        dtype = self.L.dtype
+        return QPFunction.apply(
+            Q.to(dtype),
+            p.to(dtype),
+            G.to(dtype) if self.m else None,
+            h.to(dtype) if self.m else None,
+            A.to(dtype) if self.k else None,
+            b.to(dtype) if self.k else None,
+            self.settings,
+        )
