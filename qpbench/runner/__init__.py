@@ -6,25 +6,33 @@ Public API::
     suite = apply_overrides(suite, {"batch_sizes": [1, 64]})
     summary = run_suite(suite, RunOptions(out_dir=Path("results/default")))
 
-See ``problems/README.md`` for the suite format and the isolation design.
+See ``problems/README.md`` for the suite format and the isolation design. Names are imported on
+first use so that a worker process importing ``qpbench.runner.worker`` does not pay for pandas.
 """
 
-from qpbench.runner.cases import Case, apply_overrides, build_batch, expand
-from qpbench.runner.execute import RunOptions, RunSummary, run_suite
-from qpbench.runner.solvers import resolve_adapter, select_solvers
-from qpbench.runner.suite import Suite, load_suite, suite_names
+from __future__ import annotations
 
-__all__ = [
-    "Case",
-    "RunOptions",
-    "RunSummary",
-    "Suite",
-    "apply_overrides",
-    "build_batch",
-    "expand",
-    "load_suite",
-    "resolve_adapter",
-    "run_suite",
-    "select_solvers",
-    "suite_names",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Case": "cases",
+    "apply_overrides": "cases",
+    "build_batch": "cases",
+    "expand": "cases",
+    "RunOptions": "execute",
+    "RunSummary": "execute",
+    "run_suite": "execute",
+    "resolve_adapter": "solvers",
+    "select_solvers": "solvers",
+    "Suite": "suite",
+    "load_suite": "suite",
+    "suite_names": "suite",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'qpbench.runner' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"qpbench.runner.{_EXPORTS[name]}"), name)

@@ -78,9 +78,7 @@ def git_commit(root: Path = REPO_ROOT) -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
-            )
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip()
@@ -90,9 +88,7 @@ def git_commit(root: Path = REPO_ROOT) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def environment_record(
-    run_id: str, suite: dict[str, Any], torch_threads: int, isolation: str
-) -> dict[str, Any]:
+def environment_record(run_id: str, suite: dict[str, Any], torch_threads: int, isolation: str) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

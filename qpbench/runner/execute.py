@@ -167,9 +167,7 @@ def _run_case(
     expected = str(batch.meta.get("expected_status", "solved"))
     reference, reference_name = _reference(case, batch, say)
     base["reference"] = reference_name
-    base["calibration_time"] = calibration_time(
-        batch.batch_size, batch.n, dtype=batch.dtype, device=batch.device
-    )
+    base["calibration_time"] = calibration_time(batch.batch_size, batch.n, dtype=batch.dtype, device=batch.device)
 
     for solver in dict.fromkeys(s for s, _ in pending):
         tolerances = [t for s, t in pending if s == solver]

@@ -78,9 +78,7 @@ class Suite:
             "description": self.description,
             "path": str(self.path),
             "threads": self.threads,
-            "groups": [
-                {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(g).items()} for g in self.groups
-            ],
+            "groups": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(g).items()} for g in self.groups],
         }
 
 
@@ -117,23 +115,17 @@ def parse_suite(data: dict[str, Any], name: str, path: Path | None = None) -> Su
     where = str(path or name)
     allowed = set(SETTINGS) | set(TOP_ONLY) | {"cases"}
     _reject_unknown(data, allowed, f"suite {where}")
-    defaults = {
-        key: _check_setting(key, data.get(key, value), f"suite {where}") for key, value in SETTINGS.items()
-    }
+    defaults = {key: _check_setting(key, data.get(key, value), f"suite {where}") for key, value in SETTINGS.items()}
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ValueError(f"suite {where}: 'description' must be a string")
     threads = data.get("threads", 0)
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
-        raise ValueError(
-            f"suite {where}: 'threads' must be an integer >= 0 (0 = torch default), got {threads!r}"
-        )
+        raise ValueError(f"suite {where}: 'threads' must be an integer >= 0 (0 = torch default), got {threads!r}")
     groups_data = data.get("cases")
     if not isinstance(groups_data, list) or not groups_data:
         raise ValueError(f"suite {where}: needs at least one [[cases]] table")
-    groups = tuple(
-        _parse_group(group, defaults, f"suite {where}: cases[{i}]") for i, group in enumerate(groups_data)
-    )
+    groups = tuple(_parse_group(group, defaults, f"suite {where}: cases[{i}]") for i, group in enumerate(groups_data))
     return Suite(name=name, description=description, path=Path(path or name), groups=groups, threads=threads)
 
 
@@ -213,9 +205,7 @@ def _parse_sizes(group: dict[str, Any], where: str) -> tuple[tuple[int, int | No
                 and item[2] >= 0
             )
             if not ok:
-                raise ValueError(
-                    f"{where}: 'sizes' entries must be [n, m, k] with n >= 1, m, k >= 0; got {item!r}"
-                )
+                raise ValueError(f"{where}: 'sizes' entries must be [n, m, k] with n >= 1, m, k >= 0; got {item!r}")
             out.append((item[0], item[1], item[2]))
         return tuple(out)
     ns = _size_list(group, "n", where, optional=False)
@@ -228,9 +218,7 @@ def _parse_group(group: Any, defaults: dict[str, Any], where: str) -> CaseGroup:
     if not isinstance(group, dict):
         raise ValueError(f"{where}: must be a table")
     _reject_unknown(group, set(SETTINGS) | set(GROUP_ONLY), where)
-    settings = {
-        key: _check_setting(key, group[key], where) if key in group else defaults[key] for key in SETTINGS
-    }
+    settings = {key: _check_setting(key, group[key], where) if key in group else defaults[key] for key in SETTINGS}
     family, test_set = group.get("family"), group.get("test_set")
     if (family is None) == (test_set is None):
         raise ValueError(f"{where}: give exactly one of 'family' or 'test_set'")
@@ -249,9 +237,7 @@ def _parse_group(group: Any, defaults: dict[str, Any], where: str) -> CaseGroup:
             raise ValueError(f"{where}: 'test_set' must be one of {', '.join(TEST_SETS)}, got {test_set!r}")
         for key in ("n", "m", "k", "sizes"):
             if key in group:
-                raise ValueError(
-                    f"{where}: {key!r} applies to a family; a test set's sizes come from its files"
-                )
+                raise ValueError(f"{where}: {key!r} applies to a family; a test set's sizes come from its files")
         raw = group.get("problems", "all")
         if raw != "all":
             items = _as_list(raw)

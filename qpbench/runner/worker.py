@@ -5,11 +5,13 @@ memory, or kill its interpreter (segfault, abort, ``os._exit``). In a worker pro
 costs only that measurement: the runner sees an error message, a missed deadline, or a dead
 process, records the row with the outcome and reason, and starts a fresh worker for the next one.
 
-Why 'spawn': forking a process that has already started torch's thread pools (and possibly CUDA)
-can deadlock or break CUDA in the child; a spawned interpreter starts clean. Spawning costs about
-a second (importing torch), so one worker is reused across measurements while it stays healthy
-and only replaced after a crash or timeout; per-measurement overhead is then a pipe round trip
-plus pickling the batch's arrays.
+Why 'forkserver' (else 'spawn'): forking the runner itself, which has already started torch's
+thread pools (and possibly CUDA), can deadlock or break CUDA in the child. A forkserver is a clean
+process that imports torch and qpbench once (seconds on a busy machine) and forks each worker
+from that state, so replacing a crashed worker costs milliseconds; 'spawn' (a fresh interpreter
+per worker) is the fallback where forkserver does not exist. One worker is reused across
+measurements while it stays healthy and replaced only after a crash or timeout; per-measurement
+overhead is then a pipe round trip plus pickling the batch's arrays.
 
 Deadlines are per step: the worker reports each step (setup, each solve) before starting it, and
 the runner allows ``time_limit + grace`` seconds per step, so a slow but live solver is not cut
@@ -117,6 +119,16 @@ def _death_reason(exitcode: int | None) -> str:
     return f"worker process exited with code {exitcode}"
 
 
+def _context() -> Any:
+    """forkserver where the platform has it (Linux): the clean server process imports torch and
+    qpbench once, and each worker, first or replacement, is a cheap fork of it; else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class SubprocessWorker:
     """One spawned worker process, reused across measurements and replaced when lost."""
 
@@ -126,7 +138,7 @@ class SubprocessWorker:
         self.threads = threads
         self.grace = grace
         self.load_timeout = load_timeout
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = _context()
         self._proc: Any = None
         self._conn: Connection | None = None
         self.restarts = 0
@@ -242,14 +254,11 @@ class InProcessWorker:
         try:
             with _alarm_guard():
                 _rearm(limit)
-                return run_measurement(
-                    spec, batch, tolerance, time_limit, warmups, repeats, self.threads, phase
-                )
+                return run_measurement(spec, batch, tolerance, time_limit, warmups, repeats, self.threads, phase)
         except _StepTimeoutError:
             raise MeasurementError(
                 "timeout",
-                f"no progress for {limit:.3g} s during {state['phase']} "
-                f"(time limit {time_limit:g} s per step)",
+                f"no progress for {limit:.3g} s during {state['phase']} (time limit {time_limit:g} s per step)",
             ) from None
         except KeyboardInterrupt:
             raise
@@ -286,7 +295,5 @@ def _alarm_guard() -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def make_worker(
-    in_process: bool, threads: int | None, grace: float = 5.0
-) -> SubprocessWorker | InProcessWorker:
+def make_worker(in_process: bool, threads: int | None, grace: float = 5.0) -> SubprocessWorker | InProcessWorker:
     return InProcessWorker(threads, grace) if in_process else SubprocessWorker(threads, grace)

@@ -1,0 +1,148 @@
+"""Run a benchmark suite: every case x solver x tolerance level, one results row each.
+
+SUITE is a name in problems/ (see `qpbench suites`) or a path to a .toml file. Rows are appended
+to OUT/results.jsonl as they finish, so Ctrl-C keeps every finished row and running the same
+command again resumes (skips finished rows); --fresh starts over. Each measurement runs in a
+worker process, so a solver that crashes or hangs costs only its own row (--in-process trades
+that protection for lower overhead, easier debugging, and one CUDA context).
+
+At the end: a summary per solver and tolerance level (success rate, failure-penalized shifted
+geometric mean time, 1.0 = fastest) and the report (qpbench report) unless --no-report.
+Exit codes: 0 the suite ran (solver failures are results), 1 the report step failed,
+2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "run"
+HELP = "run a benchmark suite (default: the 'default' suite) and write results + report"
+ORDER = 10
+
+
+def _csv(text: str) -> list[str]:
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _int_csv(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "suite", nargs="?", default="default", metavar="SUITE", help="suite name or .toml path"
+    )
+    parser.add_argument("--solvers", type=_csv, help="comma-separated adapter names (or all-available)")
+    parser.add_argument("--batch-sizes", type=_int_csv, help="comma-separated batch sizes, e.g. 1,64")
+    parser.add_argument("--device", type=_csv, help="cpu, cuda or cpu,cuda")
+    parser.add_argument("--dtype", type=_csv, help="float32, float64 or both")
+    parser.add_argument("--tolerance", type=_csv, help="low, mid, high (comma-separated)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per measurement")
+    parser.add_argument("--warmups", type=int, help="untimed warm-up runs per measurement")
+    parser.add_argument("--time-limit", type=float, help="seconds per setup or solve step")
+    parser.add_argument("--out", type=Path, help="results directory (default: results/<suite>)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads to pin (default: the suite's, else torch's)"
+    )
+    parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out and start over")
+    parser.add_argument(
+        "--in-process", action="store_true", help="measure in this process (no crash isolation)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-report", action="store_true", help="skip writing the report")
+
+
+def main(args: argparse.Namespace) -> int:
+    from qpbench.runner import RunOptions, apply_overrides, load_suite, run_suite
+
+    suite = load_suite(args.suite)
+    overrides = {
+        "solvers": args.solvers,
+        "batch_sizes": args.batch_sizes,
+        "devices": args.device,
+        "dtypes": args.dtype,
+        "tolerances": args.tolerance,
+        "repeats": args.repeats,
+        "warmups": args.warmups,
+        "time_limit": args.time_limit,
+    }
+    suite = apply_overrides(suite, overrides)
+    if args.threads is not None and args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    out = args.out or Path("results") / suite.name
+    options = RunOptions(
+        out_dir=out, fresh=args.fresh, in_process=args.in_process, quiet=args.quiet, threads=args.threads
+    )
+    try:
+        summary = run_suite(suite, options)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished rows are kept in {out}; run the same command to resume", file=sys.stderr
+        )
+        return 130
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "none"
+    print(
+        f"suite {suite.name}: {summary.written} rows written ({outcomes}), "
+        f"{summary.skipped} already there; results in {out}"
+    )
+    for message in summary.case_errors:
+        print(f"case not run: {message}")
+    print_summary(out, suite)
+    if args.no_report:
+        return 0
+    return write_report(out)
+
+
+def print_summary(out: Path, suite: Any) -> None:
+    from qpbench import metrics
+    from qpbench.results import load_table
+    from qpbench.runner import expand
+
+    try:
+        table = load_table(out)
+    except FileNotFoundError:
+        print("no results to summarize")
+        return
+    limits = {case.case_id: case.time_limit for case in expand(suite)}
+    fallback = max(limits.values()) if limits else 10.0
+    table["time_limit"] = table["case_id"].map(limits).fillna(fallback).astype(float)
+    summary = metrics.summary_table(table)
+    if summary.empty:
+        print("no solver ran on any case (all rows unsupported or unavailable)")
+        return
+    shift = summary["shift"].dropna()
+    print()
+    print("Summary per solver and tolerance (time: failure-penalized shifted geometric mean of solve times")
+    if not shift.empty:
+        print(f"over the cases each solver ran, shift {shift.iloc[0]:.3g} s; relative: 1.0 = fastest)")
+    shown = summary.rename(columns={"geomean": "time_s", "relative": "relative_time"})
+    print(
+        shown[
+            ["solver", "tolerance", "cases", "success_rate", "correct_rate", "time_s", "relative_time"]
+        ].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    )
+
+
+def write_report(out: Path) -> int:
+    try:
+        from qpbench.reports import build_report
+    except ImportError as exc:
+        print(f"report step skipped: qpbench.reports is not importable ({exc})")
+        return 0
+    try:
+        path = build_report(out)
+    except Exception as exc:  # the results are safe on disk; say why the report is missing
+        print(f"report step failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"report: {path}")
+    return 0
