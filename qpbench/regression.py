@@ -243,12 +243,12 @@ def _compare_once(baseline: pd.DataFrame, current: pd.DataFrame, options: Compar
     if aggregate is not None and aggregate.regressed:
         regressions.append(
             Regression(
-                f"all {aggregate.cases} timed case(s)",
+                "all timed cases",  # the same label in a confirmation re-run, whatever it timed
                 "time_ratio_geomean",
                 1.0,
                 aggregate.change,
-                f"geometric mean of time-ratio changes is {aggregate.change:.2f}x "
-                f"(margin {aggregate.margin:.0%})",
+                f"geometric mean of time-ratio changes over {aggregate.cases} case(s) is "
+                f"{aggregate.change:.2f}x (margin {aggregate.margin:.0%})",
             )
         )
     return Comparison(cases, regressions, notes, aggregate, options)
