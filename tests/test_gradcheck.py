@@ -163,6 +163,7 @@ def test_exact_gradients_pass_and_a_gradient_off_by_ten_percent_fails(mode):
     exact = report.table[report.table.solver == "exact"]
     assert set(exact.parameter) == set(NAMES)
     assert exact.max_rel_err.max() < 1e-7
+    assert exact.forward_err.max() < 1e-12
     assert exact.passed.all()
     worst_wrong = report.worst("wrong")
     assert worst_wrong.max_rel_err > 1e-2 and not worst_wrong.passed

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                         help="dtype the solvers run in; finite differences are always float64")
     parser.add_argument("--device", default="cpu", help="device the solvers run on (default: cpu)")
+    parser.add_argument("--tolerance", choices=("low", "mid", "high"), default="high",
+                        help="accuracy level the solvers run at (default: high, 1e-9)")
     parser.add_argument("--threshold", type=float, default=1e-5,
                         help="largest acceptable relative gradient error (default: 1e-5)")
     parser.add_argument("--mode", choices=("auto", "full", "directional"), default="auto",
@@ -77,7 +79,8 @@ def main(args: argparse.Namespace) -> int:
     batch = generate(args.family, batch_size=args.batch, n=args.n, m=args.m, k=args.k, seed=args.seed,
                      dtype=dtype, device=args.device)
     report = check_gradients(batch, adapters, args.mode, directions_per_parameter=args.directions,
-                             step=args.step, threshold=args.threshold, seed=args.seed)
+                             step=args.step, threshold=args.threshold, seed=args.seed,
+                             tolerance=args.tolerance)
     report.meta["family"] = args.family
     print(report.format())
     if args.json is not None:

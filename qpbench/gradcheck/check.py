@@ -33,8 +33,9 @@ def _check_convention(adapter: Adapter) -> None:
 
 
 def analytic_gradients(adapter: Adapter, batch: QPBatch, weights: Tensor, tolerance: Tolerance
-                       ) -> dict[str, Tensor]:
-    """Autograd gradients of sum_b c_b' z_b, float64, shaped like the batch's tensors.
+                       ) -> tuple[dict[str, Tensor], Tensor]:
+    """Autograd gradients of sum_b c_b' z_b, float64, shaped like the batch's tensors, and the
+    adapter's solution z (B, n) in float64.
 
     Gradients of shared tensors are returned in the sum convention: an adapter that averages
     them over the batch (qpth) is multiplied by the batch size.
@@ -54,7 +55,7 @@ def analytic_gradients(adapter: Adapter, batch: QPBatch, weights: Tensor, tolera
         if adapter.gradient_convention == "mean" and not leaf_batch.is_batched(name):
             g = g * batch.batch_size
         grads[name] = g
-    return grads
+    return grads, z.detach().to(torch.float64)
 
 
 def _compare(batch: QPBatch, grads: dict[str, Tensor], dirs: dict[str, Tensor], fd: dict[str, Tensor],
@@ -182,14 +183,19 @@ def check_gradients(
                 skipped[adapter.name] = reason
                 continue
             try:
-                grads = analytic_gradients(adapter, sub, weights[index.to(weights.device)], tolerance)
+                grads, z = analytic_gradients(adapter, sub, weights[index.to(weights.device)], tolerance)
             except Exception as exc:  # any adapter failure is reported, not raised
                 failed[adapter.name] = f"{type(exc).__name__}: {exc}"
                 continue
             grads_by_solver[adapter.name] = grads
+            # The forward error tells a wrong backward pass from an inaccurate forward solve.
+            exact_z = result.z[index.to(result.z.device)]
+            forward_err = float(((z.to(exact_z.device) - exact_z).abs().amax(-1)
+                                 / exact_z.abs().amax(-1).clamp_min(1.0)).max())
             for row in _compare(sub, grads, kept_dirs, kept_fd, scale):
                 row["worst_problem"] = keep[row["worst_problem"]] if row["worst_problem"] >= 0 else -1
-                rows.append({"solver": adapter.name, **row, "passed": bool(row["max_rel_err"] <= threshold)})
+                rows.append({"solver": adapter.name, **row, "forward_err": forward_err,
+                             "passed": bool(row["max_rel_err"] <= threshold)})
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     cross = pd.DataFrame(_cross(grads_by_solver), columns=CROSS_COLUMNS)
     return GradCheckReport(table=table, flagged=flagged, cross=cross, threshold=threshold, meta=meta,

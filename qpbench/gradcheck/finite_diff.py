@@ -38,6 +38,7 @@ class FiniteDifferences:
 
     fd: dict[str, Tensor]
     steps: dict[str, float]
+    z: Tensor  # (B, n) float64: the exact solution of each problem (zero where not solved)
     flags: list[Flag] = field(default_factory=list)
 
     @property
@@ -153,4 +154,4 @@ def finite_differences(
                 flags.append(Flag(i, "near-degenerate constraint",
                                   f"row {row}: {side} {float(base_dist[i, row]):.3g} vs change "
                                   f"{float(largest_move[i, row]):.3g} per step"))
-    return FiniteDifferences(fd=fd, steps=steps, flags=sorted(flags, key=lambda f: f.problem))
+    return FiniteDifferences(fd=fd, steps=steps, z=base.z, flags=sorted(flags, key=lambda f: f.problem))

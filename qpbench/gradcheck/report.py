@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 TABLE_COLUMNS = [
-    "solver", "parameter", "layout", "compared", "max_abs_err", "max_rel_err", "worst_problem", "passed"
+    "solver", "parameter", "layout", "compared", "max_abs_err", "max_rel_err", "worst_problem", "forward_err",
+    "passed",
 ]
 FLAGGED_COLUMNS = ["problem", "reason", "detail"]
 CROSS_COLUMNS = ["solver_a", "solver_b", "parameter", "max_abs_diff", "max_rel_diff"]
@@ -87,7 +88,7 @@ class GradCheckReport:
             "Loss: sum over problems of c_b' z_b with seeded random c. Finite differences: central, "
             f"float64, exact active-set solves (active set from {meta.get('reference', 'the reference')}).",
             "Relative error: max |analytic - FD| / (largest |FD| of that problem). "
-            f"Threshold {self.threshold:g}.",
+            f"Threshold {self.threshold:g}. forward_err: max |z - z_exact| / max(1, |z_exact|).",
             f"Shared tensors: {meta.get('convention_note', '')}",
             f"Problems compared: {self.problems_compared} of {meta.get('batch_size')} "
             f"({len(self.flagged)} flagged as non-differentiable within the step, see below)",
@@ -95,7 +96,7 @@ class GradCheckReport:
         ]
         if not self.table.empty:
             shown = self.table.copy()
-            for col in ("max_abs_err", "max_rel_err"):
+            for col in ("max_abs_err", "max_rel_err", "forward_err"):
                 shown[col] = shown[col].map(lambda v: f"{v:.2e}")
             shown["passed"] = shown["passed"].map(lambda v: "ok" if v else "FAIL")
             lines += ["Errors against finite differences:", shown.to_string(index=False), ""]
