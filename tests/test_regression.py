@@ -274,6 +274,29 @@ def test_persistent_slowdown_fails_after_confirmation() -> None:
     assert [r.metric for r in result.regressions] == ["time_ratio"]
 
 
+def test_uniform_slowdown_confirmed_or_not_by_the_rerun() -> None:
+    base = make_table()
+    slow = base.copy()
+    for column in ("solve_time_median", "solve_time_min", "solve_time_max"):
+        slow[column] = 1.2 * slow[column]  # inside the 25 % per-case floor: only the aggregate sees it
+    first = compare_tables(base, slow)
+    assert [r.metric for r in first.regressions] == ["time_ratio_geomean"]
+    assert compare_tables(base, slow, CompareOptions(confirm=lambda: base.copy())).ok
+    persisting = compare_tables(base, slow, CompareOptions(confirm=lambda: slow.copy()))
+    assert [r.metric for r in persisting.regressions] == ["time_ratio_geomean"]
+
+
+def test_failed_confirmation_keeps_the_speed_regression() -> None:
+    base = make_table()
+
+    def broken() -> pd.DataFrame:
+        raise RuntimeError("runner crashed")
+
+    result = compare_tables(base, doubled(base, 3), CompareOptions(confirm=broken))
+    assert [r.metric for r in result.regressions] == ["time_ratio"]
+    assert any("runner crashed" in note for note in result.notes)
+
+
 def test_confirmation_is_not_run_without_a_speed_regression() -> None:
     base = make_table()
 
@@ -346,4 +369,6 @@ def test_cli_confirm_command_reruns_into_out(tmp_path: Path, capsys: pytest.Capt
     assert cli_main(["compare", str(base_dir), str(slow_dir)]) == 1
     assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", confirm]) == 0
     assert "not reproduced" in capsys.readouterr().out
+    assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", "false {out}"]) == 1
+    assert "unconfirmed" in capsys.readouterr().out
     assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", "true"]) == 2
