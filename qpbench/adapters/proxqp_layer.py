@@ -65,10 +65,16 @@ class ProxQPLayerAdapter(Adapter):
         bt = prepared.batch
         with torch.no_grad():
             z, nu, lam = self._call(bt, prepared.options)
-        # No status from the layer: a finite answer counts as solved; the suite's residual
-        # check decides success.
+        # The layer reports no status. Its solver stops when the primal and dual residuals are
+        # below eps (absolute), so the status here repeats that test, with a factor 10 of slack for
+        # ProxQP's internal scaling: SOLVED if it holds, MAX_ITER if not, NUMERICAL_ERROR if the
+        # answer is not finite. (Infeasible problems therefore show as MAX_ITER.)
+        res = bt.residuals(z.to(bt.dtype), lam.to(bt.dtype), nu.to(bt.dtype))
+        converged = (torch.maximum(res["primal"], res["dual"]) <= 10 * prepared.options["eps"]).cpu().numpy()
         finite = torch.isfinite(z).all(-1).cpu().numpy()
-        status = np.where(finite, int(Status.SOLVED), int(Status.NUMERICAL_ERROR)).astype(np.int64)
+        status = np.where(
+            finite, np.where(converged, int(Status.SOLVED), int(Status.MAX_ITER)), int(Status.NUMERICAL_ERROR)
+        ).astype(np.int64)
         return SolveOutput(z=z.double(), status=status, lam=lam.double(), nu=nu.double())
 
     def differentiable_solve(self, batch: QPBatch, tolerance: Tolerance | str) -> Tensor:
