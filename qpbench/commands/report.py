@@ -15,12 +15,8 @@ ORDER = 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "results_dir", metavar="RESULTS_DIR", type=Path, help="directory holding results.jsonl"
-    )
-    parser.add_argument(
-        "-o", "--out", type=Path, default=None, help="output directory (default: RESULTS_DIR/report)"
-    )
+    parser.add_argument("results_dir", metavar="RESULTS_DIR", type=Path, help="directory holding results.jsonl")
+    parser.add_argument("-o", "--out", type=Path, default=None, help="output directory (default: RESULTS_DIR/report)")
     parser.add_argument(
         "--reference",
         default=None,

@@ -25,9 +25,7 @@ DEFAULT_REFERENCE = "inhouse"
 PROFILE_TAUS = (1.0, 2.0, 10.0)
 
 
-def build_report(
-    results_dir: Path | str, out_dir: Path | str | None = None, reference: str | None = None
-) -> Path:
+def build_report(results_dir: Path | str, out_dir: Path | str | None = None, reference: str | None = None) -> Path:
     """Write report.md, report.html and plots/ for a results directory; return report.md's path.
 
     ``reference`` is the solver speed-ups are measured against (default: "inhouse" when it is in
@@ -220,9 +218,7 @@ def _summary_sections(ctx: _Context) -> list[Block]:
         )
         n_cases = len(summary.case_times(rows, ctx.solvers, penalty))
         geo_rows = [(s, fmt.ratio(normalized[s]), fmt.sci(raw[s]), n_cases) for s in raw]
-        blocks.append(
-            table(geo_title, ("solver", "relative (1.0 = best)", "shifted geomean [s]", "cases"), geo_rows)
-        )
+        blocks.append(table(geo_title, ("solver", "relative (1.0 = best)", "shifted geomean [s]", "cases"), geo_rows))
         if not raw:
             blocks.append(Paragraph("No solver succeeded on any case here, so there is no ranking by time."))
 
@@ -305,9 +301,7 @@ def _batch_sections(ctx: _Context) -> list[Block]:
     generated = ctx.frame[(ctx.frame["problem"] == "") & ctx.frame["outcome"].isin(summary.ATTEMPTED)]
     blocks: list[Block] = [Heading(2, "Time vs batch size")]
     if generated.empty:
-        blocks.append(
-            Paragraph("No generated batches were run (test-set problems appear in the profiles above).")
-        )
+        blocks.append(Paragraph("No generated batches were run (test-set problems appear in the profiles above)."))
         return blocks
     groups = generated.groupby(_BATCH_KEYS, sort=True, dropna=False)
     for (suite, family, n, m, k, dtype, device, tolerance), rows in groups:
@@ -322,15 +316,14 @@ def _batch_sections(ctx: _Context) -> list[Block]:
             ("time", f"Batch solve time vs B\n{short}", False),
             ("per-problem", f"Time per problem vs B\n{short}", True),
         ):
-            path = plots.time_vs_batch(
-                measured, ctx.style, title, ctx.plot_path(f"{kind}-{slug}"), per_problem
-            )
+            path = plots.time_vs_batch(measured, ctx.style, title, ctx.plot_path(f"{kind}-{slug}"), per_problem)
             blocks.append(Image(path, title.replace("\n", ", ")))
-        if ctx.reference is not None:
+        others = set(measured["solver"]) - {ctx.reference}
+        if ctx.reference not in set(measured["solver"]) or not others:
+            blocks.append(Paragraph(f"No speed-up plot: `{ctx.reference}` and no other solver both ran here."))
+        else:
             title = f"Speed-up over {ctx.reference} vs B\n{short}"
-            path = plots.speedup_vs_batch(
-                measured, ctx.reference, ctx.style, title, ctx.plot_path(f"speedup-{slug}")
-            )
+            path = plots.speedup_vs_batch(measured, ctx.reference, ctx.style, title, ctx.plot_path(f"speedup-{slug}"))
             blocks.append(Image(path, title.replace("\n", ", ")))
     return blocks
 
@@ -342,9 +335,7 @@ def _batch_table(rows: pd.DataFrame, ctx: _Context) -> tuple[tuple[str, ...], li
     ref_time = dict(zip(ref_rows["batch_size"], ref_rows["solve_time_median"], strict=True))
     body = []
     order = {s: i for i, s in enumerate(ctx.solvers)}
-    for _, r in (
-        rows.assign(_order=rows["solver"].map(order)).sort_values(["_order", "batch_size"]).iterrows()
-    ):
+    for _, r in rows.assign(_order=rows["solver"].map(order)).sort_values(["_order", "batch_size"]).iterrows():
         ok = r["outcome"] == ROW_OK
         time = r["solve_time_median"] if ok else None
         speedup = ref_time.get(r["batch_size"], float("nan")) / time if ok and time else None

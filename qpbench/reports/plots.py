@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")  # fmt: skip
@@ -48,12 +49,15 @@ def _new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Axes]:
 
 def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    # Fixed margins (room for two-line labels) instead of tight_layout, which draws every figure twice.
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.88)
     figure.savefig(path, format="png", metadata={"Software": None})
     return path
 
 
 def _no_data(ax: Axes, message: str) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#666")
 
 
@@ -68,6 +72,24 @@ def _batch_axis(ax: Axes, batch_sizes: Sequence[float]) -> None:
     ax.set_xlabel("batch size B (problems per solve call)")
 
 
+def _plain_log_labels(axis: Axis, low: float, high: float) -> None:
+    """Plain numbers ("0.002", "1e-09") on a log axis instead of "2x10^-3".
+
+    Minor ticks get labels only on a short axis (every one under a factor 3, else 2 and 5 under a
+    factor 30), so that an axis without a power of ten inside it still has numbers on it.
+    """
+    span = high / low if low > 0 else math.inf
+
+    def minor(value: float, _: object) -> str:
+        if value <= 0 or span >= 30:
+            return ""
+        mantissa = round(value / 10.0 ** math.floor(math.log10(value)), 6)
+        return f"{value:g}" if span < 3 or mantissa in (2.0, 5.0) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
 def _mark_unsuccessful(ax: Axes, x: np.ndarray, y: np.ndarray, ok: np.ndarray, color: str) -> bool:
     bad = ~ok
     if bad.any():
@@ -75,9 +97,7 @@ def _mark_unsuccessful(ax: Axes, x: np.ndarray, y: np.ndarray, ok: np.ndarray, c
     return bool(bad.any())
 
 
-def time_vs_batch(
-    rows: pd.DataFrame, style: SolverStyle, title: str, path: Path, per_problem: bool = False
-) -> Path:
+def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path, per_problem: bool = False) -> Path:
     """Median solve time per batch size (log-log), one line per solver, min-max spread shaded.
 
     ``per_problem`` divides by the batch size: the amortized time of one problem.
@@ -105,6 +125,7 @@ def time_vs_batch(
         _no_data(ax, "no successful timing in this group")
     else:
         ax.set_yscale("log")
+        _plain_log_labels(ax.yaxis, *ax.get_ylim())
         _batch_axis(ax, rows["batch_size"].dropna().tolist())
         ax.legend(title=_NOTE_FAILED if any_bad else None, title_fontsize="small", fontsize="small")
     unit = "time per problem [s] (batch time / B)" if per_problem else "solve time of the batch [s]"
@@ -119,6 +140,7 @@ def speedup_vs_batch(rows: pd.DataFrame, reference: str, style: SolverStyle, tit
     figure, ax = _new_figure()
     ref = rows[rows["solver"] == reference].set_index("batch_size")["solve_time_median"]
     ref = ref[ref > 0]
+    any_bad = False
     for solver in style.solvers:
         if solver == reference:
             continue
@@ -129,22 +151,22 @@ def speedup_vs_batch(rows: pd.DataFrame, reference: str, style: SolverStyle, tit
         x = mine["batch_size"].to_numpy()
         y = ref.loc[x].to_numpy() / mine["solve_time_median"].to_numpy()
         ax.plot(x, y, marker=style.marker(solver), color=style.color(solver), label=solver)
+        any_bad |= _mark_unsuccessful(ax, x, y, mine["row_ok"].to_numpy(), style.color(solver))
     if not ax.lines:
         _no_data(ax, f"no batch size timed for both {reference} and another solver")
     else:
         ax.axhline(1.0, color=style.color(reference), linestyle="--", label=f"{reference} (reference)")
         ax.set_yscale("log")
+        _plain_log_labels(ax.yaxis, *ax.get_ylim())
         _batch_axis(ax, rows["batch_size"].dropna().tolist())
-        ax.legend(fontsize="small")
+        ax.legend(title=_NOTE_FAILED if any_bad else None, title_fontsize="small", fontsize="small")
     ax.set_ylabel(f"speed-up over {reference} [x]\n(time of {reference} / time of solver)")
     ax.set_title(title, fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     return _save(figure, path)
 
 
-def performance_profile(
-    ratios: pd.DataFrame, n_cases: int, style: SolverStyle, title: str, path: Path
-) -> Path:
+def performance_profile(ratios: pd.DataFrame, n_cases: int, style: SolverStyle, title: str, path: Path) -> Path:
     """Dolan-Moré profile: share of cases solved within tau times the fastest solver."""
     figure, ax = _new_figure()
     finite = ratios.to_numpy()[np.isfinite(ratios.to_numpy())] if not ratios.empty else np.array([])
@@ -161,9 +183,13 @@ def performance_profile(
         _no_data(ax, "no case attempted")
     else:
         ax.legend(fontsize="small", loc="lower right")
+        if not finite.size:  # every line lies on zero; say why rather than leave a puzzle
+            ax.text(0.5, 0.5, f"no solver succeeded on any of the {n_cases} cases", ha="center",
+                    transform=ax.transAxes, color="#666")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlim(1.0, tau_max)
-    ax.set_ylim(-0.02, 1.02)
+    _plain_log_labels(ax.xaxis, 1.0, tau_max)
+    ax.set_ylim(-0.04, 1.06)
     ax.set_xlabel("tau: solve time / fastest solver's time on the case [x]")
     ax.set_ylabel(f"share of cases solved within tau\n({n_cases} cases)")
     ax.set_title(title, fontsize="medium")
@@ -171,9 +197,7 @@ def performance_profile(
     return _save(figure, path)
 
 
-def accuracy_vs_time(
-    rows: pd.DataFrame, eps: float | None, style: SolverStyle, title: str, path: Path
-) -> Path:
+def accuracy_vs_time(rows: pd.DataFrame, eps: float | None, style: SolverStyle, title: str, path: Path) -> Path:
     """Each ok row: solve time against its worst residual (max of primal, dual, gap)."""
     figure, ax = _new_figure()
     worst = rows[["primal_res_max", "dual_res_max", "gap_max"]].max(axis=1, skipna=True)
@@ -191,10 +215,12 @@ def accuracy_vs_time(
     if not ax.collections:
         _no_data(ax, "no row with both a time and residuals")
     else:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
         if eps is not None and math.isfinite(eps) and eps > 0:
             ax.axhline(eps, color="#444", linestyle=":", label=f"tolerance {eps:g}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_labels(ax.xaxis, *ax.get_xlim())
+        _plain_log_labels(ax.yaxis, *ax.get_ylim())
         ax.legend(title=_NOTE_FAILED if any_bad else None, title_fontsize="small", fontsize="small")
     ax.set_xlabel("solve time of the batch [s], median")
     ax.set_ylabel("worst residual in the batch\nmax(primal, dual, gap), inf-norm")
@@ -216,13 +242,13 @@ def backward_vs_forward(rows: pd.DataFrame, style: SolverStyle, title: str, path
     if not ax.collections:
         _no_data(ax, "no row with both forward and backward times")
     else:
-        both = pd.concat(
-            [rows.loc[keep_all, "solve_time_median"], rows.loc[keep_all, "backward_time_median"]]
-        )
+        both = pd.concat([rows.loc[keep_all, "solve_time_median"], rows.loc[keep_all, "backward_time_median"]])
         lo, hi = float(both.min()) / 2, float(both.max()) * 2
         ax.plot([lo, hi], [lo, hi], color="#444", linestyle=":", label="backward = forward")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log_labels(ax.xaxis, *ax.get_xlim())
+        _plain_log_labels(ax.yaxis, *ax.get_ylim())
         ax.legend(fontsize="small")
     ax.set_xlabel("forward solve time of the batch [s], median")
     ax.set_ylabel("backward pass time [s], median")

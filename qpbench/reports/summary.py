@@ -70,17 +70,13 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     for col in TEXT_COLUMNS:
         if col not in out.columns:
             out[col] = ""
-        out[col] = out[col].map(
-            lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-        )
+        out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
     out["suite"] = out["suite"].replace("", "(unnamed)")
     expects_solved = out["expected_status"].isin(["", "solved"])
     succeeded = np.where(expects_solved, out["n_success"], out["n_expected_status"])
     succeeded = np.nan_to_num(succeeded.astype(float), nan=0.0)
     out["problems_ok"] = np.where(out["outcome"] == ROW_OK, succeeded, 0.0)
-    out["row_ok"] = (
-        (out["outcome"] == ROW_OK) & (out["batch_size"] > 0) & (out["problems_ok"] >= out["batch_size"])
-    )
+    out["row_ok"] = (out["outcome"] == ROW_OK) & (out["batch_size"] > 0) & (out["problems_ok"] >= out["batch_size"])
     return out.reset_index(drop=True)
 
 

@@ -1,0 +1,307 @@
+"""Reports from hand-made results tables: every section and plot is written, numbers are right.
+
+The fixture tests/data/report_mixed holds 12 rows: suite "unit", solvers inhouse / osqp / broken
+(broken never succeeds), tolerance mid on three cases and high on one case where nobody succeeds.
+The expected numbers below are worked out by hand from that file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qpbench.cli import main as cli_main
+from qpbench.reports import build_report, summary
+from qpbench.results import load_table, write_environment, write_row
+
+FIXTURE = Path(__file__).parent / "data" / "report_mixed"
+MID = "suite unit, tolerance mid (1e-06)"
+HIGH = "suite unit, tolerance high (1e-09)"
+
+
+def markdown_table(text: str, title: str) -> list[list[str]]:
+    """Body rows of the table whose one-line title is exactly ``title``."""
+    lines = text.splitlines()
+    start = lines.index(f"**{title}**")
+    rows = []
+    for line in lines[start + 3 :]:  # title, blank, header; the separator row is skipped below
+        if not line.startswith("|"):
+            break
+        if line.startswith("| ---") or set(line) <= {"|", " ", "-"}:
+            continue
+        rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def mixed_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("report")
+    path = build_report(FIXTURE, out)
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_report_writes_markdown_html_and_every_plot(mixed_report: tuple[Path, str]) -> None:
+    path, text = mixed_report
+    out = path.parent
+    assert path.name == "report.md"
+    for heading in (
+        "# qpbench report: unit",
+        "## Machine and versions",
+        "## What was run",
+        "## Summary per suite and tolerance level",
+        "### Suite unit, tolerance mid (1e-06)",
+        "### Suite unit, tolerance high (1e-09)",
+        "## Time vs batch size",
+        "## Gradients",
+        "## Failures",
+        "## Definitions",
+    ):
+        assert heading in text.splitlines(), heading
+    links = re.findall(r"!\[[^\]]*\]\((plots/[^)]+\.png)\)", text)
+    expected = {
+        "plots/profile-unit-mid.png",
+        "plots/profile-unit-high.png",
+        "plots/accuracy-unit-mid.png",
+        "plots/accuracy-unit-high.png",
+        "plots/time-unit-optnet_random-n10-m5-k0-float64-cpu-mid.png",
+        "plots/per-problem-unit-optnet_random-n10-m5-k0-float64-cpu-mid.png",
+        "plots/speedup-unit-optnet_random-n10-m5-k0-float64-cpu-mid.png",
+        "plots/time-unit-optnet_random-n10-m5-k0-float64-cpu-high.png",
+        "plots/speedup-unit-optnet_random-n10-m5-k0-float64-cpu-high.png",
+        "plots/time-unit-eq_only-n10-m0-k2-float64-cpu-mid.png",  # one batch size: one point
+        "plots/per-problem-unit-eq_only-n10-m0-k2-float64-cpu-mid.png",
+        "plots/backward-forward.png",
+    }
+    assert expected <= set(links)
+    for link in links:
+        png = (out / link).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 5000, link
+    # eq_only: only inhouse ran, so there is nothing to compare with, and the report says so
+    assert "plots/speedup-unit-eq_only-n10-m0-k2-float64-cpu-mid.png" not in links
+    assert "No speed-up plot: `inhouse` and no other solver both ran here." in text
+
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') == len(links)
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    assert "<table>" in html and "Success rate — " + MID in html
+
+
+def test_environment_and_contents(mixed_report: tuple[Path, str]) -> None:
+    _, text = mixed_report
+    env = dict(markdown_table(text, "Machine and versions (environment.json)"))
+    assert env["cpu.model"] == "Test CPU @ 2.0GHz"
+    assert env["cpu.cores"] == "2"
+    assert env["versions.torch"] == "2.13.0"
+    assert env["git_commit"] == "abc1234"
+    assert env["date"] == "2026-11-21T05:00:00Z"
+    contents = dict(markdown_table(text, "Run contents"))
+    assert contents["suites"] == "unit"
+    assert contents["batch sizes"] == "1, 2, 4"
+    assert contents["tolerance levels"] == "mid, high"
+    assert contents["cases"] == "3"
+    assert dict(markdown_table(text, "Solver versions")) == {"inhouse": "0.1.0", "osqp": "1.1.3", "broken": "9.9"}
+
+
+def test_success_rates_by_hand(mixed_report: tuple[Path, str]) -> None:
+    _, text = mixed_report
+    # mid: inhouse 1+4+2 of 7; osqp 1 + 3 of 4 on 5 problems (eq_only unsupported); broken 0 of 7
+    assert markdown_table(text, f"Success rate — {MID}") == [
+        ["inhouse", "3", "3", "0", "7", "7", "100.0%"],
+        ["osqp", "2", "1", "1", "5", "4", "80.0%"],
+        ["broken", "3", "0", "0", "7", "0", "0.0%"],
+    ]
+    # high: the only case fails for everybody; broken was not even available
+    assert markdown_table(text, f"Success rate — {HIGH}") == [
+        ["inhouse", "1", "0", "0", "1", "0", "0.0%"],
+        ["osqp", "1", "0", "0", "1", "0", "0.0%"],
+        ["broken", "0", "0", "1", "0", "0", "—"],
+    ]
+
+
+def test_penalized_shifted_geomean_by_hand(mixed_report: tuple[Path, str]) -> None:
+    _, text = mixed_report
+    # successful times 2, 4, 3 ms (inhouse) and 4 ms (osqp): median 3.5 ms -> shift 1e-3 s.
+    # time limit 1 s counts for each failure (osqp B=4 partly failed, osqp eq_only unsupported).
+    # inhouse: (3e-3 * 5e-3 * 4e-3)^(1/3) - 1e-3 = 2.9149e-3
+    # osqp:    (5e-3 * 1.001 * 1.001)^(1/3) - 1e-3 = 0.17011;  / 2.9149e-3 = 58.36
+    # broken:  1.0;                                            / 2.9149e-3 = 343.07
+    title = (
+        f"Failure-penalized shifted geometric mean of solve time — {MID} "
+        "(1.0 = best; shift 1e-03 s; failure counts 1.00e+00 s, time limit)"
+    )
+    assert markdown_table(text, title) == [
+        ["inhouse", "1.00", "2.91e-03", "3"],
+        ["osqp", "58.36", "1.70e-01", "3"],
+        ["broken", "343.07", "1.00e+00", "3"],
+    ]
+    high_title = (
+        f"Failure-penalized shifted geometric mean of solve time — {HIGH} "
+        "(1.0 = best; shift 1e-03 s; failure counts 1.00e+00 s, time limit)"
+    )
+    assert markdown_table(text, high_title) == []
+    assert "No solver succeeded on any case here, so there is no ranking by time." in text
+
+
+def test_performance_profile_by_hand(mixed_report: tuple[Path, str]) -> None:
+    _, text = mixed_report
+    # B=1: inhouse 2 ms best, osqp 2x; B=4 and eq_only: only inhouse succeeded
+    assert markdown_table(text, f"Performance profile — {MID} (3 cases)") == [
+        ["inhouse", "100.0%", "100.0%", "100.0%", "100.0%"],
+        ["osqp", "0.0%", "33.3%", "33.3%", "33.3%"],
+        ["broken", "0.0%", "0.0%", "0.0%", "0.0%"],
+    ]
+
+
+def test_residuals_batch_times_and_gradients(mixed_report: tuple[Path, str]) -> None:
+    _, text = mixed_report
+    residuals = markdown_table(text, f"Residuals over rows that ran — {MID}")
+    assert [row[:5] for row in residuals] == [
+        ["inhouse", "3", "2.00e-09", "2.00e-09", "3.00e-09"],
+        ["osqp", "2", "5.00e-06", "2.00e-07", "3.00e-07"],
+    ]  # broken never ran to an answer, so it has no residual row
+    batch = markdown_table(text, "Batch times — optnet_random n=10 m=5 k=0, float64 on cpu, tolerance mid, suite unit")
+    assert batch == [
+        ["inhouse", "1", "ok", "1/1", "2.00e-03", "1.80e-03", "2.50e-03", "2.00e-03", "1.00"],
+        ["inhouse", "4", "ok", "4/4", "4.00e-03", "3.80e-03", "4.50e-03", "1.00e-03", "1.00"],
+        ["osqp", "1", "ok", "1/1", "4.00e-03", "3.50e-03", "5.00e-03", "4.00e-03", "0.50"],
+        ["osqp", "4", "ok", "3/4", "1.00e-02", "9.00e-03", "1.20e-02", "2.50e-03", "0.40"],
+        ["broken", "1", "failed", "0/1", "—", "—", "—", "—", "—"],
+        ["broken", "4", "timeout", "0/4", "—", "—", "—", "—", "—"],
+    ]
+    # inhouse forward 2 and 4 ms, backward 1 and 4 ms: ratios 0.5 and 1.0
+    assert markdown_table(text, "Backward pass and gradient accuracy per solver (all suites and tolerances)") == [
+        ["inhouse", "2", "3.00e-03", "2.50e-03", "0.75", "3.00e-07", "2.00e-07"],
+    ]
+    assert "qpth returns their MEAN" in text
+
+
+def test_failures_are_listed_with_outcome_status_and_error(mixed_report: tuple[Path, str]) -> None:
+    _, text = mixed_report
+    failures = markdown_table(text, "Failed or partly failed rows (6)")
+    by_key = {(row[0], row[2], row[3], row[5]): row for row in failures}
+    assert len(failures) == 6
+    osqp = by_key[("osqp", "optnet_random n=10 m=5 k=0", "4", "mid")]
+    assert osqp[6:] == ["ok", "3/4", "solved 3, max_iter 1", "—"]
+    broken = by_key[("broken", "optnet_random n=10 m=5 k=0", "1", "mid")]
+    assert broken[6:] == ["failed", "0/1", "—", "RuntimeError: boom"]  # last line of the traceback
+    assert by_key[("broken", "eq_only n=10 m=0 k=2", "2", "mid")][6] == "crashed"
+    assert by_key[("broken", "optnet_random n=10 m=5 k=0", "4", "mid")][9] == "exceeded the time limit of 1.0 s"
+    assert by_key[("inhouse", "optnet_random n=10 m=5 k=0", "1", "high")][6:9] == ["ok", "0/1", "solved 1"]
+    assert markdown_table(text, "Not run: unsupported or unavailable (2 rows)") == [
+        ["broken", "unavailable", "package broken is not installed", "1"],
+        ["osqp", "unsupported", "equality-only problems need inequality rows", "1"],
+    ]
+
+
+def test_penalty_without_time_limit_is_ten_times_the_slowest_solve() -> None:
+    frame = summary.prepare(load_table(FIXTURE))
+    mid = frame[frame["tolerance"] == "mid"]
+    raw, normalized, shift, penalty = summary.penalized_geomeans(mid, ["inhouse", "osqp", "broken"], None)
+    # slowest measured solve in the mid group: osqp B=4, max 12 ms -> penalty 0.12 s
+    assert penalty == pytest.approx(0.12)
+    assert shift == 1e-3
+    assert raw["broken"] == pytest.approx(0.12)
+    # osqp: (5e-3 * 0.121 * 0.121)^(1/3) - 1e-3
+    assert raw["osqp"] == pytest.approx((5e-3 * 0.121**2) ** (1 / 3) - 1e-3)
+    assert normalized["inhouse"] == 1.0
+    assert summary.time_limit_from({"suite": {"name": "x", "time_limit": 30}}) == 30.0
+    assert summary.time_limit_from({"time_limit": "n/a"}) is None
+
+
+def _row(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "run_id": "t", "suite": "deg", "family": "fam", "problem": "", "n": 5, "m": 3, "k": 0,
+        "batch_size": 2, "dtype": "float64", "device": "cpu", "tolerance": "low", "tolerance_eps": 1e-3,
+    }  # fmt: skip
+    base["case_id"] = f"fam-B{fields.get('batch_size', 2)}"
+    base.update(fields)
+    return base
+
+
+def _build(tmp_path: Path, rows: list[dict[str, object]], environment: bool = True) -> str:
+    results = tmp_path / "results"
+    for row in rows:
+        write_row(results, row)
+    if environment:
+        write_environment(results, {"suite": "deg"})
+    path = build_report(results)  # default out_dir: results/report
+    assert path == results / "report" / "report.md"
+    assert (results / "report" / "report.html").exists()
+    for link in re.findall(r"\((plots/[^)]+\.png)\)", path.read_text(encoding="utf-8")):
+        assert (path.parent / link).exists()
+    return path.read_text(encoding="utf-8")
+
+
+def test_empty_table_does_not_crash(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "results.jsonl").write_text("")
+    text = _build(tmp_path, [])
+    assert "The results table has no rows: nothing was measured." in text
+    assert "# qpbench report: deg" in text
+
+
+def test_only_unsupported_rows(tmp_path: Path) -> None:
+    rows = [
+        _row(solver="a", outcome="unsupported", error="needs a GPU"),
+        _row(solver="b", outcome="unavailable", error="not installed"),
+    ]
+    text = _build(tmp_path, rows, environment=False)
+    assert "No environment.json was found beside the results table." in text
+    assert markdown_table(text, "Success rate — suite deg, tolerance low (0.001)") == [
+        ["a", "0", "0", "1", "0", "0", "—"],
+        ["b", "0", "0", "1", "0", "0", "—"],
+    ]
+    assert "No generated batches were run" in text
+    assert markdown_table(text, "Not run: unsupported or unavailable (2 rows)") == [
+        ["a", "unsupported", "needs a GPU", "1"],
+        ["b", "unavailable", "not installed", "1"],
+    ]
+
+
+def test_single_solver_single_batch_size_and_no_reference_partner(tmp_path: Path) -> None:
+    rows = [
+        _row(solver="solo", outcome="ok", solve_time_median=0.5, solve_time_min=0.4, solve_time_max=0.7,
+             n_success=2, n_solved=2, primal_res_max=0.0, dual_res_max=0.0, gap_max=0.0),
+    ]  # fmt: skip
+    text = _build(tmp_path, rows)
+    # no "inhouse" in the table: the first solver is the reference
+    assert "Speed-ups are relative to `solo`." in text
+    assert "plots/time-deg-fam-n5-m3-k0-float64-cpu-low.png" in text
+    title = (
+        "Failure-penalized shifted geometric mean of solve time — suite deg, tolerance low (0.001) "
+        "(1.0 = best; shift 1e-01 s; failure counts 7.00e+00 s, 10x slowest solve)"
+    )
+    assert markdown_table(text, title) == [["solo", "1.00", "5.00e-01", "1"]]
+
+
+def test_expected_infeasible_batches_count_detection_as_success() -> None:
+    frame = load_table(FIXTURE).iloc[:0]
+    rows = pd.DataFrame(
+        [
+            _row(solver="a", outcome="ok", expected_status="primal_infeasible", n_success=0, n_expected_status=2),
+            _row(solver="b", outcome="ok", expected_status="primal_infeasible", n_success=0, n_expected_status=1),
+        ]
+    )
+    prepared = summary.prepare(pd.concat([frame, rows], ignore_index=True))
+    assert prepared["problems_ok"].tolist() == [2.0, 1.0]
+    assert prepared["row_ok"].tolist() == [True, False]
+
+
+def test_cli_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    assert cli_main(["report", str(FIXTURE), "-o", str(out), "--reference", "osqp"]) == 0
+    assert (out / "report.md").exists() and (out / "report.html").exists()
+    assert f"wrote {out / 'report.md'}" in capsys.readouterr().out
+    text = (out / "report.md").read_text(encoding="utf-8")
+    batch = markdown_table(text, "Batch times — optnet_random n=10 m=5 k=0, float64 on cpu, tolerance mid, suite unit")
+    # osqp is the reference now: inhouse is 4/2 = 2x and 10/4 = 2.5x faster
+    assert [row[-1] for row in batch[:4]] == ["2.00", "2.50", "1.00", "1.00"]
+    assert "Speed-ups are relative to `osqp`." in text
+    assert cli_main(["report", str(FIXTURE), "-o", str(out), "--reference", "nope"]) == 2
+    assert "reference solver 'nope'" in capsys.readouterr().err
+    assert cli_main(["report", str(tmp_path / "missing")]) == 2
+    with pytest.raises(ValueError, match="reference"):
+        build_report(FIXTURE, tmp_path / "bad", reference="nope")
