@@ -229,20 +229,36 @@ def test_workers_wrapper_matches_the_plain_adapter() -> None:
     torch.testing.assert_close(got.nu, expected.nu)
 
 
-def test_qpth_averages_gradients_of_shared_tensors() -> None:
-    """qpth's documented-by-code convention: a shared p gets the MEAN of per-problem gradients."""
-    adapter = _adapters().get("qpth")
-    if adapter is None:
-        pytest.fail(f"qpth unavailable: {get_adapter('qpth').availability()[1]}")
-    assert adapter.gradient_convention == "mean"
+def _differentiable_names() -> list[str]:
+    return [name for name, a in _adapters().items() if a.capabilities.differentiable]
+
+
+@pytest.mark.parametrize("name", _differentiable_names())
+def test_gradient_convention_for_shared_tensors(name: str) -> None:
+    """A shared p gets the sum (or, qpth's convention read from its code, the mean) of the
+    per-problem gradients, as ``gradient_convention`` declares."""
+    import importlib.util
+
+    adapter = _adapters()[name]
     base = _problem("inequality_only")
     p_shared = base.p[0].clone().requires_grad_(True)
     shared = QPBatch(base.Q, p_shared, base.G, base.h, check="none")
-    adapter.differentiable_solve(shared, Tolerance.HIGH).sum().backward()
+    if name == "inhouse" and importlib.util.find_spec("qpbench.layer") is None:
+        with pytest.raises(NotImplementedError, match=r"qpbench\.layer"):
+            adapter.differentiable_solve(shared, Tolerance.HIGH)
+        return
+    z = adapter.differentiable_solve(shared, Tolerance.HIGH)
+    assert z.shape == (B, N)
+    z.sum().backward()
     p_batched = base.p[0].expand(B, N).clone().requires_grad_(True)
     batched = QPBatch(base.Q, p_batched, base.G, base.h, check="none")
     adapter.differentiable_solve(batched, Tolerance.HIGH).sum().backward()
-    torch.testing.assert_close(p_shared.grad, p_batched.grad.mean(0))
+    per_problem = p_batched.grad
+    expected = per_problem.mean(0) if adapter.gradient_convention == "mean" else per_problem.sum(0)
+    assert adapter.gradient_convention == ("mean" if name == "qpth" else "sum")
+    torch.testing.assert_close(p_shared.grad, expected)
+    # And the two conventions really differ here (B > 1), so the check above can fail.
+    assert not torch.allclose(per_problem.mean(0), per_problem.sum(0))
 
 
 def test_setup_rejects_bad_tolerance() -> None:

@@ -27,7 +27,7 @@ class ProxQPAdapter(LoopedAdapter):
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # ProxQP has no time limit setting. No initial guess: every repeat starts cold.
-        return {"eps_abs": tolerance.eps, "eps_rel": 0.0, "max_iter": 10_000, "verbose": False}
+        return {"eps_abs": tolerance.eps, "eps_rel": 0.0, "max_iter": 1_000, "verbose": False}
 
     def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:
         import proxsuite
