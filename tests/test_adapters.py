@@ -267,6 +267,53 @@ def test_setup_rejects_bad_tolerance() -> None:
         adapter.setup(_problem("random_eq"), "extreme")
 
 
+def test_missing_package_makes_an_adapter_unavailable_not_an_error() -> None:
+    from qpbench.adapters.osqp import OSQPAdapter
+
+    class Missing(OSQPAdapter):
+        name = "missing"
+        package = "qpbench_no_such_solver_package"
+
+    ok, reason = Missing().availability()
+    assert not ok and "qpbench_no_such_solver_package" in reason
+    assert Missing().describe()["available"] is False
+
+
+def test_listing_adapters_imports_no_solver_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from qpbench.adapters.registry import all_adapters\n"
+        "names = [a.name for a in all_adapters()]\n"
+        "heavy = [m for m in ('osqp', 'clarabel', 'cvxpy', 'qpth', 'gurobipy', 'proxsuite', 'highspy')"
+        " if m in sys.modules]\n"
+        "print(len(names), heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, heavy = done.stdout.split(" ", 1)
+    assert int(count) == len(adapter_names()) and heavy.strip() == "[]"
+
+
+def test_solvers_command_lists_every_adapter(capsys: pytest.CaptureFixture[str]) -> None:
+    from qpbench.cli import main
+
+    assert main(["solvers", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in rows] == adapter_names()
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["qpth"]["needs_pd_q"] and by_name["inhouse"]["devices"] == "cpu,cuda"
+    for row in rows:
+        assert set(row) >= {"available", "reason", "version", "batched", "differentiable", "devices",
+                            "dtypes", "needs_pd_q", "equalities", "lp"}
+    assert main(["solvers"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["name", "available", "version"] and len(table) == len(rows) + 2
+    assert main(["solvers", "--require", str(len(rows) + 1)]) == 1
+    capsys.readouterr()
+
+
 # ----------------------------------------------------------------------------- the table
 def conformance_table() -> list[dict[str, object]]:
     """Per adapter: version and the worst agreement over the families it took."""
