@@ -38,11 +38,11 @@ class Config:
 # Paper: 9000/1000 sudoku boards, batch 150; 10000 signals, 50 epochs. These are cut to fit
 # two shared CPU cores (see problems/optnet.md).
 SUDOKU_QUICK = Config(train_size=200, test_size=100, epochs=2, batch_size=50, quick=True)
-SUDOKU_FULL = Config(train_size=5000, test_size=1000, epochs=15, batch_size=150, quick=False, fc_epochs=50)
+SUDOKU_FULL = Config(train_size=2000, test_size=500, epochs=6, batch_size=100, quick=False, fc_epochs=50)
 DENOISE_QUICK = Config(train_size=100, test_size=50, epochs=1, batch_size=50, quick=True)
-DENOISE_FULL = Config(train_size=600, test_size=200, epochs=8, batch_size=100, quick=False, fc_epochs=200)
+DENOISE_FULL = Config(train_size=300, test_size=100, epochs=5, batch_size=50, quick=False, fc_epochs=300)
 TV_GRID_QUICK = [10.0, 20.0, 30.0]
-TV_GRID_FULL = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0]
+TV_GRID_FULL = [10.0, 15.0, 20.0, 25.0, 30.0]
 
 
 def _epochs(config: Config, model: str) -> int:
@@ -98,7 +98,7 @@ def run_denoise(config: Config, solver: str, out: Path, log: Callable[[str], Non
     qp = make_qp_function(solver)
 
     grid = TV_GRID_QUICK if config.quick else TV_GRID_FULL
-    tune = min(n, 200)  # lambda is one scalar: a subset of the training set picks it reliably
+    tune = min(n, 100)  # lambda is one scalar: a subset of the training set picks it reliably
     lam, grid_mse = denoising.best_tv_lambda(qp, noisy[:tune], clean[:tune], grid)
     tv_mse = denoising.mse_metric(denoising.tv_denoise(qp, data[2], lam), data[2], data[3])["mse"]
     noisy_mse = denoising.mse_metric(data[2], data[2], data[3])["mse"]

@@ -32,10 +32,12 @@ def resolve_solver(name: str) -> str:
     return name
 
 
-def make_qp_function(solver: str = "auto", max_iter: int = 30, eps: float = 1e-8) -> QPCallable:
+def make_qp_function(solver: str = "auto", max_iter: int | None = None, eps: float = 1e-8) -> QPCallable:
     """A function (Q, p, G, h, A, b) -> z backed by the chosen solver.
 
-    ``eps`` is the solver's stopping tolerance; training does not need 1e-12.
+    ``eps`` is the stopping tolerance (in-house: absolute, with eps/10 relative); training does
+    not need qpth's default 1e-12. ``max_iter`` None keeps each solver's own limit (in-house 100,
+    here 30 for qpth, whose default of 20 stops some Sudoku batches early).
     Absent constraint blocks are (0, n) / (0,) tensors, as in :class:`qpbench.problem.QPBatch`.
     """
     solver = resolve_solver(solver)
@@ -43,7 +45,9 @@ def make_qp_function(solver: str = "auto", max_iter: int = 30, eps: float = 1e-8
         from qpbench.layer import QPFunction
         from qpbench.solver import SolverSettings
 
-        settings = SolverSettings(eps_abs=eps, eps_rel=eps * 1e-1, max_iter=max_iter)
+        settings = SolverSettings(eps_abs=eps, eps_rel=eps * 1e-1)
+        if max_iter is not None:
+            settings = settings.with_updates(max_iter=max_iter)
 
         def inhouse(Q: Tensor, p: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor) -> Tensor:
             return QPFunction.apply(Q, p, G, h, A, b, settings)
@@ -54,7 +58,7 @@ def make_qp_function(solver: str = "auto", max_iter: int = 30, eps: float = 1e-8
 
     # check_Q_spd=False: the models build Q positive definite by construction, and qpth's check
     # costs a Cholesky of the whole batch on every call.
-    fn = QpthFunction(eps=eps, verbose=-1, maxIter=max_iter, check_Q_spd=False)
+    fn = QpthFunction(eps=eps, verbose=-1, maxIter=max_iter or 30, check_Q_spd=False)
 
     def qpth(Q: Tensor, p: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor) -> Tensor:
         # qpth marks an absent block with a tensor that has no elements at all.
