@@ -55,8 +55,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "",
         "## Best value, time and gap per network",
         "",
-        "| network | method | best f | time to best (s) | total (s) | gap | rel. gap | status | LPs |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| network | method | best f | time to best (s) | total (s) | gap | rel. gap | status | LPs | LP/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     searches = [r for r in rows if r["kind"] == "search"]
     networks = list(dict.fromkeys(r["network"] for r in rows))
@@ -69,7 +69,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 f"| {net} | {r['method']} | {_fmt(r.get('best_value'), '.6f')} | "
                 f"{_fmt(r.get('time_to_best'), '.2f')} | {_fmt(r.get('seconds'), '.1f')} | "
                 f"{_fmt(r.get('gap_abs'), '.2e')} | {_fmt(r.get('gap_rel'), '.2e')} | {status} | "
-                f"{_fmt(r.get('lps_solved'), 'd')} |"
+                f"{_fmt(r.get('lps_solved'), 'd')} | {_fmt(r.get('lps_per_s'), '.0f')} |"
             )
     lines += [
         "",
@@ -133,10 +133,31 @@ def plot_traces(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     return written
 
 
+def environment_lines(out: Path) -> list[str]:
+    """One line per run's environment record: when, where, how many threads, how loaded."""
+    lines = []
+    for path in sorted(Path(out).glob("environment-*.json")):
+        env = json.loads(path.read_text())
+        config = env.get("suite", {}).get("config", {})
+        load = env.get("load_average")
+        lines.append(
+            f"* `{path.name}`: {env.get('date')}, {env.get('cpu_model')} ({env.get('cpu_cores')} cores), "
+            f"torch threads {env.get('torch_threads')}, load average at the end "
+            f"{', '.join(f'{v:.1f}' for v in load) if load else '–'}, git "
+            f"{(env.get('git') or {}).get('commit', '')[:10]}; sampling budget "
+            f"{config.get('time_budget')} s, MIP limit {config.get('mip_time_limit')} s, "
+            f"batch {config.get('batch_size')}"
+        )
+    return lines
+
+
 def write_report(out: Path) -> Path:
     rows = load_rows(out)
     plots = plot_traces(rows, out)
     text = markdown(rows)
+    env = environment_lines(out)
+    if env:
+        text += "\n## Environment\n\n" + "\n".join(env) + "\n"
     if plots:
         text += "\n## Best value vs time\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
     path = Path(out) / "report.md"
