@@ -109,37 +109,37 @@ def test_success_rates_by_hand(mixed_report: tuple[Path, str]) -> None:
     _, text = mixed_report
     # mid: inhouse 1+4+2 of 7; osqp 1 + 3 of 4 on 5 problems (eq_only unsupported); broken 0 of 7
     assert markdown_table(text, f"Success rate — {MID}") == [
-        ["inhouse", "3", "3", "0", "7", "7", "100.0%"],
-        ["osqp", "2", "1", "1", "5", "4", "80.0%"],
-        ["broken", "3", "0", "0", "7", "0", "0.0%"],
+        ["inhouse", "3", "3", "0", "7", "7", "100.0%", "100.0%"],
+        ["osqp", "2", "1", "1", "5", "4", "80.0%", "100.0%"],
+        ["broken", "3", "0", "0", "7", "0", "0.0%", "—"],
     ]
     # high: the only case fails for everybody; broken was not even available
     assert markdown_table(text, f"Success rate — {HIGH}") == [
-        ["inhouse", "1", "0", "0", "1", "0", "0.0%"],
-        ["osqp", "1", "0", "0", "1", "0", "0.0%"],
-        ["broken", "0", "0", "1", "0", "0", "—"],
+        ["inhouse", "1", "0", "0", "1", "0", "0.0%", "0.0%"],  # said solved, residuals too large
+        ["osqp", "1", "0", "0", "1", "0", "0.0%", "100.0%"],  # said max_iter: an honest failure
+        ["broken", "0", "0", "1", "0", "0", "—", "—"],
     ]
 
 
 def test_penalized_shifted_geomean_by_hand(mixed_report: tuple[Path, str]) -> None:
     _, text = mixed_report
-    # successful times 2, 4, 3 ms (inhouse) and 4 ms (osqp): median 3.5 ms -> shift 1e-3 s.
-    # time limit 1 s counts for each failure (osqp B=4 partly failed, osqp eq_only unsupported).
-    # inhouse: (3e-3 * 5e-3 * 4e-3)^(1/3) - 1e-3 = 2.9149e-3
-    # osqp:    (5e-3 * 1.001 * 1.001)^(1/3) - 1e-3 = 0.17011;  / 2.9149e-3 = 58.36
-    # broken:  1.0;                                            / 2.9149e-3 = 343.07
+    # successful times 2, 4, 3 ms (inhouse) and 4 ms (osqp): median 3.5 ms -> shift 0.35 ms.
+    # A failure counts the time limit, 1 s. Each solver's mean is over the cases it ran.
+    # inhouse: (2.35e-3 * 4.35e-3 * 3.35e-3)^(1/3) - 0.35e-3 = 2.8974e-3
+    # osqp:    (4.35e-3 * 1.00035)^(1/2) - 0.35e-3 = 0.065616;   / 2.8974e-3 = 22.65
+    # broken:  1.0 on each of its 3 cases;                       / 2.8974e-3 = 345.14
     title = (
         f"Failure-penalized shifted geometric mean of solve time — {MID} "
-        "(1.0 = best; shift 1e-03 s; failure counts 1.00e+00 s, time limit)"
+        "(1.0 = best; shift 3.50e-04 s; a failure counts 1.00e+00 s, time limit)"
     )
     assert markdown_table(text, title) == [
-        ["inhouse", "1.00", "2.91e-03", "3"],
-        ["osqp", "58.36", "1.70e-01", "3"],
-        ["broken", "343.07", "1.00e+00", "3"],
+        ["inhouse", "1.00", "2.90e-03", "3"],
+        ["osqp", "22.65", "6.56e-02", "2"],
+        ["broken", "345.14", "1.00e+00", "3"],
     ]
     high_title = (
         f"Failure-penalized shifted geometric mean of solve time — {HIGH} "
-        "(1.0 = best; shift 1e-03 s; failure counts 1.00e+00 s, time limit)"
+        "(1.0 = best; shift 1.00e-03 s; a failure counts 1.00e+00 s, time limit)"
     )
     assert markdown_table(text, high_title) == []
     assert "No solver succeeded on any case here, so there is no ranking by time." in text
@@ -148,10 +148,15 @@ def test_penalized_shifted_geomean_by_hand(mixed_report: tuple[Path, str]) -> No
 def test_performance_profile_by_hand(mixed_report: tuple[Path, str]) -> None:
     _, text = mixed_report
     # B=1: inhouse 2 ms best, osqp 2x; B=4 and eq_only: only inhouse succeeded
-    assert markdown_table(text, f"Performance profile — {MID} (3 cases)") == [
+    assert markdown_table(text, f"Performance profile — {MID} (3 cases solved by some solver)") == [
         ["inhouse", "100.0%", "100.0%", "100.0%", "100.0%"],
         ["osqp", "0.0%", "33.3%", "33.3%", "33.3%"],
         ["broken", "0.0%", "0.0%", "0.0%", "0.0%"],
+    ]
+    # high: nobody succeeded, so there is no case to profile
+    assert markdown_table(text, f"Performance profile — {HIGH} (0 cases solved by some solver)") == [
+        ["inhouse", "—", "—", "—", "—"],
+        ["osqp", "—", "—", "—", "—"],
     ]
 
 
@@ -199,16 +204,23 @@ def test_failures_are_listed_with_outcome_status_and_error(mixed_report: tuple[P
 def test_penalty_without_time_limit_is_ten_times_the_slowest_solve() -> None:
     frame = summary.prepare(load_table(FIXTURE))
     mid = frame[frame["tolerance"] == "mid"]
-    raw, normalized, shift, penalty = summary.penalized_geomeans(mid, ["inhouse", "osqp", "broken"], None)
+    geo, shift, penalty = summary.penalized_geomeans(mid, time_limit=None)
     # slowest measured solve in the mid group: osqp B=4, max 12 ms -> penalty 0.12 s
     assert penalty == pytest.approx(0.12)
-    assert shift == 1e-3
-    assert raw["broken"] == pytest.approx(0.12)
-    # osqp: (5e-3 * 0.121 * 0.121)^(1/3) - 1e-3
-    assert raw["osqp"] == pytest.approx((5e-3 * 0.121**2) ** (1 / 3) - 1e-3)
-    assert normalized["inhouse"] == 1.0
-    assert summary.time_limit_from({"suite": {"name": "x", "time_limit": 30}}) == 30.0
+    assert shift == pytest.approx(3.5e-4)
+    by_solver = geo.set_index("solver")
+    assert by_solver.loc["broken", "geomean"] == pytest.approx(0.12)
+    assert by_solver.loc["osqp", "geomean"] == pytest.approx((4.35e-3 * 0.12035) ** 0.5 - 3.5e-4)
+    assert by_solver.loc["inhouse", "relative"] == 1.0
+
+
+def test_time_limit_is_read_from_the_environment_record() -> None:
+    assert summary.time_limit_from({"time_limit": 2}) == 2.0
+    # the runner's record: the suite with its case groups
+    suite = {"name": "x", "groups": [{"time_limit": 10.0}, {"time_limit": 30.0}]}
+    assert summary.time_limit_from({"suite": suite}) == 30.0
     assert summary.time_limit_from({"time_limit": "n/a"}) is None
+    assert summary.time_limit_from({}) is None
 
 
 def _row(**fields: object) -> dict[str, object]:
@@ -251,8 +263,8 @@ def test_only_unsupported_rows(tmp_path: Path) -> None:
     text = _build(tmp_path, rows, environment=False)
     assert "No environment.json was found beside the results table." in text
     assert markdown_table(text, "Success rate — suite deg, tolerance low (0.001)") == [
-        ["a", "0", "0", "1", "0", "0", "—"],
-        ["b", "0", "0", "1", "0", "0", "—"],
+        ["a", "0", "0", "1", "0", "0", "—", "—"],
+        ["b", "0", "0", "1", "0", "0", "—", "—"],
     ]
     assert "No generated batches were run" in text
     assert markdown_table(text, "Not run: unsupported or unavailable (2 rows)") == [
@@ -272,7 +284,7 @@ def test_single_solver_single_batch_size_and_no_reference_partner(tmp_path: Path
     assert "plots/time-deg-fam-n5-m3-k0-float64-cpu-low.png" in text
     title = (
         "Failure-penalized shifted geometric mean of solve time — suite deg, tolerance low (0.001) "
-        "(1.0 = best; shift 1e-01 s; failure counts 7.00e+00 s, 10x slowest solve)"
+        "(1.0 = best; shift 5.00e-02 s; a failure counts 7.00e+00 s, 10x slowest solve)"
     )
     assert markdown_table(text, title) == [["solo", "1.00", "5.00e-01", "1"]]
 

@@ -194,6 +194,7 @@ def _summary_sections(ctx: _Context) -> list[Block]:
                     "problems",
                     "problems succeeded",
                     "success rate",
+                    "correct rate",
                 ),
                 [
                     (
@@ -204,36 +205,40 @@ def _summary_sections(ctx: _Context) -> list[Block]:
                         r["problems"],
                         r["problems_succeeded"],
                         fmt.percent(r["success_rate"]),
+                        fmt.percent(r["correct_rate"]),
                     )
                     for r in success
                 ],
             )
         )
 
-        raw, normalized, shift, penalty = summary.penalized_geomeans(rows, ctx.solvers, ctx.time_limit)
+        geo, shift, penalty = summary.penalized_geomeans(rows, ctx.time_limit)
         source = "time limit" if ctx.time_limit is not None else f"{summary.PENALTY_FACTOR:g}x slowest solve"
         geo_title = (
             f"Failure-penalized shifted geometric mean of solve time — {label} "
-            f"(1.0 = best; shift {shift:.0e} s; failure counts {penalty:.2e} s, {source})"
+            f"(1.0 = best; shift {shift:.2e} s; a failure counts {penalty:.2e} s, {source})"
         )
-        n_cases = len(summary.case_times(rows, ctx.solvers, penalty))
-        geo_rows = [(s, fmt.ratio(normalized[s]), fmt.sci(raw[s]), n_cases) for s in raw]
-        blocks.append(table(geo_title, ("solver", "relative (1.0 = best)", "shifted geomean [s]", "cases"), geo_rows))
-        if not raw:
+        order = {s: i for i, s in enumerate(ctx.solvers)}
+        geo = geo.assign(_order=geo["solver"].map(order)).sort_values("_order")
+        geo_rows = [(r.solver, fmt.ratio(r.relative), fmt.sci(r.geomean), int(r.cases)) for r in geo.itertuples()]
+        headers = ("solver", "relative (1.0 = best)", "shifted geomean [s]", "cases it ran")
+        blocks.append(table(geo_title, headers, geo_rows))
+        if geo.empty:
             blocks.append(Paragraph("No solver succeeded on any case here, so there is no ranking by time."))
 
-        ratios, n_profile = summary.performance_profile(rows, ctx.solvers)
+        ratios, n_profile = summary.performance_profile(rows, ctx.solvers, penalty)
         at = {tau: summary.profile_at(ratios, tau) for tau in PROFILE_TAUS}
         headers = ("solver", *(f"within {tau:g}x of fastest" for tau in PROFILE_TAUS), "solved at all")
         profile_rows = [
             (
                 s,
                 *(fmt.percent(at[tau][s]) for tau in PROFILE_TAUS),
-                fmt.percent(summary.profile_at(ratios, 1e300)[s]),
+                fmt.percent(summary.solved_share(ratios)[s]),
             )
             for s in ratios.columns
         ]
-        blocks.append(table(f"Performance profile — {label} ({n_profile} cases)", headers, profile_rows))
+        profile_title = f"Performance profile — {label} ({n_profile} cases solved by some solver)"
+        blocks.append(table(profile_title, headers, profile_rows))
 
         residuals = summary.residual_table(rows, ctx.solvers)
         blocks.append(
@@ -467,18 +472,21 @@ def _definitions_section() -> list[Block]:
             "ran). A problem succeeded when the solver reported it solved and its primal and dual residuals "
             "and duality gap are all below the tolerance (for batches built to be infeasible or unbounded: "
             "when the solver reported the intended status). A case (row) succeeded when every problem in "
-            "its batch did. Success rate = problems succeeded / problems attempted."
+            "its batch did. Success rate = problems succeeded / problems attempted; correct rate = share "
+            "of problems where the solver's own 'solved' flag agrees with the residual check."
         ),
         Paragraph(
-            "Failure-penalized shifted geometric mean: per case, the batch's median solve time if the case "
-            "succeeded, else the penalty (the run's time limit when environment.json records one, else "
+            "Failure-penalized shifted geometric mean (qpbench.metrics): over the cases each solver "
+            "attempted, the batch's median solve time if the case succeeded, else the penalty (the run's "
+            "time limit from environment.json; when none is recorded, "
             f"{summary.PENALTY_FACTOR:g}x the slowest solve measured in the group); then "
-            "exp(mean(log(t + s))) - s with the shift s the power of ten at the median successful time; "
-            "divided by the best solver's value, so 1.0 = best."
+            "exp(mean(log(t + s))) - s with the shift s = 10% of the median successful time; divided by "
+            "the best solver's value, so 1.0 = best. Cases a solver could not take (unsupported) are not "
+            "in its mean: compare the 'cases it ran' column before comparing means."
         ),
         Paragraph(
-            "Performance profile (Dolan and Moré): per case, solver time / fastest successful time; "
-            "the profile at tau is the share of all attempted cases with a ratio at most tau (failures never "
-            "count)."
+            "Performance profile (Dolan and Moré): per case some solver succeeded on, solver time / "
+            "fastest successful time; the profile at tau is the share of those cases with a ratio at most "
+            "tau (a failure or an unsupported case never counts)."
         ),
     ]

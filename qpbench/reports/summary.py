@@ -1,20 +1,9 @@
 """Numbers the report shows, computed from the results table alone.
 
-Definitions (kept here, in one place, so the report can state them):
-
-* A row was *attempted* when its outcome is ok, failed, timeout, crashed or oom; unsupported and
-  unavailable rows were never run and are listed apart.
-* Problems that *succeeded* in a row: ``n_success`` (solved, residuals below the tolerance), or
-  ``n_expected_status`` for batches built to be infeasible/unbounded, where detecting that is the
-  right answer. Rows whose outcome is not ok succeeded on no problem.
-* A row *succeeded* when every problem of its batch did.
-* Failure-penalized time of a (case, solver): the batch's median solve time when the row succeeded,
-  else the penalty (the run's time limit when the environment record holds one, else 10x the
-  slowest solve measured in the group). Summarized by the shifted geometric mean
-  ``exp(mean(log(t + s))) - s`` with the shift ``s`` = the order of magnitude (power of ten) of the
-  median successful solve time, so that ms-scale solves get a ms shift; normalized so best = 1.0.
-* Performance profile (Dolan and Moré): per case, each solver's ratio to the fastest successful
-  solver; the profile at tau is the share of all cases whose ratio is at most tau.
+Success, failure-penalized time, the shifted geometric mean and the performance profile come from
+:mod:`qpbench.metrics`, so the report, ``qpbench run``'s closing summary and the regression check
+agree; their definitions are in that module's docstring. What is report-only lives here: the
+penalty when no time limit is recorded, residual, failure and gradient tables.
 """
 
 from __future__ import annotations
@@ -26,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qpbench import metrics
 from qpbench.results import (
     ROW_CRASHED,
     ROW_FAILED,
@@ -72,11 +62,8 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = ""
         out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
     out["suite"] = out["suite"].replace("", "(unnamed)")
-    expects_solved = out["expected_status"].isin(["", "solved"])
-    succeeded = np.where(expects_solved, out["n_success"], out["n_expected_status"])
-    succeeded = np.nan_to_num(succeeded.astype(float), nan=0.0)
-    out["problems_ok"] = np.where(out["outcome"] == ROW_OK, succeeded, 0.0)
-    out["row_ok"] = (out["outcome"] == ROW_OK) & (out["batch_size"] > 0) & (out["problems_ok"] >= out["batch_size"])
+    out["problems_ok"] = metrics.problem_successes(out)
+    out["row_ok"] = metrics.row_succeeded(out) & (out["outcome"] == ROW_OK)
     return out.reset_index(drop=True)
 
 
@@ -92,110 +79,102 @@ def suite_tolerance_groups(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataF
 
 
 def success_table(rows: pd.DataFrame, solvers: list[str]) -> list[dict[str, Any]]:
-    """Per solver: problems attempted/succeeded, success rate, cases succeeded, cases not run."""
+    """Per solver: cases attempted / all solved / not run, problems, success and correct rate."""
+    rates = metrics.success_rates(rows).set_index("solver") if not rows.empty else pd.DataFrame()
     table = []
     for solver in solvers:
         mine = rows[rows["solver"] == solver]
-        attempted = mine[mine["outcome"].isin(ATTEMPTED)]
-        problems = float(attempted["batch_size"].fillna(0).sum())
-        ok = float(attempted["problems_ok"].sum())
+        found = solver in rates.index
         table.append(
             {
                 "solver": solver,
-                "cases_attempted": len(attempted),
-                "cases_succeeded": int(attempted["row_ok"].sum()),
+                "cases_attempted": int(rates.loc[solver, "cases"]) if found else 0,
+                "cases_succeeded": int((mine["row_ok"] & mine["outcome"].isin(ATTEMPTED)).sum()),
                 "cases_not_run": int(mine["outcome"].isin(NOT_RUN).sum()),
-                "problems": int(problems),
-                "problems_succeeded": int(ok),
-                "success_rate": ok / problems if problems > 0 else math.nan,
+                "problems": int(rates.loc[solver, "problems"]) if found else 0,
+                "problems_succeeded": int(rates.loc[solver, "successes"]) if found else 0,
+                "success_rate": float(rates.loc[solver, "success_rate"]) if found else math.nan,
+                # metrics reads a missing correct_rate as 0; the report shows it as missing instead
+                "correct_rate": float(rates.loc[solver, "correct_rate"])
+                if found and mine["correct_rate"].notna().any()
+                else math.nan,
             }
         )
     return table
 
 
 def time_limit_from(environment: Mapping[str, Any]) -> float | None:
-    """The run's per-solve time limit if the environment record states one (top level or suite)."""
+    """The run's per-solve time limit from the environment record: top level, the suite, or the
+    largest of the suite's case groups (a conservative penalty when groups differ)."""
     candidates: list[Any] = [environment.get("time_limit")]
     suite = environment.get("suite")
     if isinstance(suite, Mapping):
         candidates.append(suite.get("time_limit"))
+        groups = suite.get("groups")
+        if isinstance(groups, list):
+            candidates.append(max((_positive(g.get("time_limit")) or 0.0 for g in groups if isinstance(g, Mapping)),
+                                  default=None))  # fmt: skip
     for value in candidates:
-        try:
-            limit = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(limit) and limit > 0:
+        limit = _positive(value)
+        if limit is not None:
             return limit
     return None
 
 
+def _positive(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
 def penalty_time(rows: pd.DataFrame, time_limit: float | None) -> float:
+    """What a failure costs: the time limit, else 10x the slowest solve measured in ``rows``."""
     if time_limit is not None:
         return time_limit
     slowest = rows[["solve_time_median", "solve_time_max"]].max(axis=1, skipna=True).max()
     return PENALTY_FACTOR * float(slowest) if pd.notna(slowest) and slowest > 0 else 1.0
 
 
-def shift_for(rows: pd.DataFrame) -> float:
-    """The power of ten at the median successful solve time (1 ms shift for ms-scale solves)."""
-    times = rows.loc[rows["row_ok"], "solve_time_median"].dropna()
-    times = times[times > 0]
-    if times.empty:
-        return 1e-3
-    return float(10.0 ** math.floor(math.log10(float(times.median()))))
+def penalized_geomeans(rows: pd.DataFrame, time_limit: float | None) -> tuple[pd.DataFrame, float, float]:
+    """(per solver: cases, geomean seconds, relative with best = 1.0; shift; penalty).
 
-
-def case_times(rows: pd.DataFrame, solvers: list[str], penalty: float | None) -> pd.DataFrame:
-    """Cases x solvers matrix of solve times; failures get ``penalty`` (inf when None).
-
-    Cases are those attempted by at least one solver; solvers that attempted nothing are left out.
-    """
-    attempted = rows[rows["outcome"].isin(ATTEMPTED)]
-    cases = list(dict.fromkeys(attempted["case_id"]))
-    runners = [s for s in solvers if s in set(attempted["solver"])]
-    fail = math.inf if penalty is None else penalty
-    matrix = pd.DataFrame(fail, index=pd.Index(cases, name="case_id"), columns=runners, dtype=float)
-    good = attempted[attempted["row_ok"] & attempted["solver"].isin(runners)]
-    for case_id, solver, time in zip(good["case_id"], good["solver"], good["solve_time_median"], strict=True):
-        if pd.notna(time):
-            matrix.loc[case_id, solver] = float(time)
-    return matrix
-
-
-def shifted_geomean(times: np.ndarray, shift: float) -> float:
-    return float(np.exp(np.mean(np.log(np.asarray(times, dtype=float) + shift))) - shift)
-
-
-def penalized_geomeans(
-    rows: pd.DataFrame, solvers: list[str], time_limit: float | None
-) -> tuple[dict[str, float], dict[str, float], float, float]:
-    """(raw shifted geomean seconds, normalized with best = 1.0, shift, penalty) per solver.
-
-    Empty dicts when no solver succeeded on any case (a ranking of penalties alone means nothing).
+    Empty when no solver succeeded on any case: a ranking of penalties alone means nothing.
     """
     penalty = penalty_time(rows, time_limit)
-    shift = shift_for(rows)
-    matrix = case_times(rows, solvers, penalty)
-    if matrix.empty or not rows["row_ok"].any():
-        return {}, {}, shift, penalty
-    raw = {solver: shifted_geomean(matrix[solver].to_numpy(), shift) for solver in matrix.columns}
-    best = min(raw.values())
-    normalized = {solver: value / best if best > 0 else math.nan for solver, value in raw.items()}
-    return raw, normalized, shift, penalty
+    shift = metrics.default_shift(rows)
+    if not (rows["row_ok"] & rows["outcome"].isin(ATTEMPTED)).any():
+        return pd.DataFrame(columns=["solver", "cases", "geomean", "relative"]), shift, penalty
+    table = metrics.runtime_summary(rows, time_limit=penalty, shift=shift)
+    return table[["solver", "cases", "geomean", "relative"]], shift, penalty
 
 
-def performance_profile(rows: pd.DataFrame, solvers: list[str]) -> tuple[pd.DataFrame, int]:
-    """(ratios to the fastest successful solver per case, inf for failures; number of cases)."""
-    matrix = case_times(rows, solvers, penalty=None)
-    best = matrix.min(axis=1)
-    ratios = matrix.div(best.where(np.isfinite(best)), axis=0).fillna(math.inf)
-    return ratios, len(matrix)
+def performance_profile(rows: pd.DataFrame, solvers: list[str], time_limit: float) -> tuple[pd.DataFrame, int]:
+    """(cases x solvers ratio to the fastest, inf where a solver did not succeed; number of cases).
+
+    Cases are those some solver succeeded on (:func:`qpbench.metrics.performance_ratios`).
+    """
+    ratios = metrics.performance_ratios(rows, time_limit=time_limit)
+    runners = [s for s in solvers if s in set(rows.loc[rows["outcome"].isin(ATTEMPTED), "solver"])]
+    if ratios.empty:
+        return pd.DataFrame(columns=runners, dtype=float), 0
+    table = ratios.pivot_table(index="case_id", columns="solver", values="ratio", aggfunc="min")
+    table = table.reindex(columns=runners).fillna(math.inf)
+    return table, len(table)
+
+
+def solved_share(ratios: pd.DataFrame) -> dict[str, float]:
+    """Share of the profile's cases each solver succeeded on at any speed."""
+    if ratios.empty:
+        return {solver: math.nan for solver in ratios.columns}
+    return {solver: float(np.isfinite(ratios[solver]).mean()) for solver in ratios.columns}
 
 
 def profile_at(ratios: pd.DataFrame, tau: float) -> dict[str, float]:
     """Share of cases each solver solved within ``tau`` times the fastest."""
     if ratios.empty:
-        return {}
+        return {solver: math.nan for solver in ratios.columns}
     return {solver: float((ratios[solver] <= tau).mean()) for solver in ratios.columns}
 
 
