@@ -10,8 +10,8 @@ Reads only results tables (``qpbench.results``), never a solver. Two kinds of ev
   judged, against a margin derived from the spread of the repeats. A geometric mean over cases
   catches uniform slowdowns too small to stand out in any single case.
 
-A speed regression can be re-checked with a confirmation run (``options.confirm``): it stands
-only if the re-run shows it too. See ``problems/regression.md`` for the reasoning.
+A speed regression (or a time limit hit) can be re-checked with a confirmation run
+(``options.confirm``): it stands only if the re-run shows it too. See ``problems/regression.md`` for the reasoning.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class CompareOptions:
     # a number fixes it (0.3 = fail when the time ratio grew by more than 30 %).
     speed_threshold: float | str = "auto"
     speed_floor: float = 0.25
-    noise_k: float = 1.5  # multiples of the combined log half-range allowed as noise
+    noise_k: float = 1.5  # multiples of the combined log-noise (ln median/min) allowed
     aggregate_threshold: float = 0.15  # geometric-mean slowdown over all cases that fails
     success_drop: float = 0.0  # allowed drop of success_rate / correct_rate (absolute)
     residual_growth: float = 10.0  # growth allowed for a residual already above tolerance
@@ -154,20 +154,21 @@ def compare_tables(
     """Compare ``current`` against ``baseline`` (both results tables, see ``qpbench.results``).
 
     Raises ValueError when the tables lack the key columns or share no row of the judged solvers.
-    With ``options.confirm`` set and a speed regression found, the suite is re-run through it and
-    the speed regressions that the re-run does not reproduce are dropped (kept as notes).
+    With ``options.confirm`` set and a load-dependent finding (time ratio, aggregate, timeout), the
+    suite is re-run through it and the findings the re-run does not reproduce are dropped (kept
+    as notes). Accuracy findings are never re-checked.
     """
     options = options or CompareOptions()
     first = _compare_once(baseline, current, options)
     speed_found = [r for r in first.regressions if _is_speed(r)]
     if not speed_found or options.confirm is None:
         if speed_found:
-            first.notes.append("speed regressions were not confirmed by a re-run (no confirmation given)")
+            first.notes.append("speed/timeout findings were not re-checked (no confirmation re-run given)")
         return first
     try:
         rerun = options.confirm()
     except Exception as exc:  # the verdict must still come out; an unconfirmed slowdown stands
-        first.notes.append(f"confirmation re-run failed ({exc}); speed regressions stand unconfirmed")
+        first.notes.append(f"confirmation re-run failed ({exc}); speed/timeout findings stand unconfirmed")
         return first
     second = _compare_once(baseline, rerun, options)
     persisting = {(r.case, r.metric) for r in second.regressions if _is_speed(r)}
@@ -181,14 +182,18 @@ def compare_tables(
             )
     confirmed = sum(_is_speed(r) for r in kept)
     first.notes.append(
-        f"confirmation re-run: {confirmed} of {len(speed_found)} speed regression(s) reproduced"
+        f"confirmation re-run: {confirmed} of {len(speed_found)} speed/timeout finding(s) reproduced"
     )
     first.regressions = kept
     return first
 
 
 def _is_speed(reg: Regression) -> bool:
-    return reg.metric in ("time_ratio", "time_ratio_geomean")
+    """Findings that depend on the machine's load, so a confirmation re-run may clear them:
+    the time ratios, and a time limit hit (a busy machine can push a solve past its limit)."""
+    return reg.metric in ("time_ratio", "time_ratio_geomean") or (
+        reg.metric == "outcome" and reg.current == "timeout"
+    )
 
 
 # ----------------------------------------------------------------------------- one comparison
@@ -405,22 +410,27 @@ def _status_change(base: dict[str, Any], cur: dict[str, Any]) -> tuple[int, int,
 # ----------------------------------------------------------------------------- speed
 
 
-def _half_range(row: dict[str, Any]) -> float:
-    """Half the log-range of the repeats, ln(max/min)/2: the noise one median can carry."""
-    lo, hi = _num(row, "solve_time_min"), _num(row, "solve_time_max")
-    if math.isnan(lo) or math.isnan(hi) or lo <= 0 or hi < lo:
+def _noise(row: dict[str, Any]) -> float:
+    """How far load moved the median: ln(median / min) of the repeats.
+
+    Timing noise is one-sided (a busy machine only adds time) and the fastest repeat is the
+    cleanest, so the median's distance from it is the noise the median carries. Unlike the full
+    range it ignores a single slow outlier, which the median ignores too.
+    """
+    lo, mid = _num(row, "solve_time_min"), _num(row, "solve_time_median")
+    if math.isnan(lo) or math.isnan(mid) or lo <= 0 or mid < lo:
         return 0.0
-    return 0.5 * math.log(hi / lo)
+    return math.log(mid / lo)
 
 
-def _typical_half_range(rows: dict[tuple, dict[str, Any]]) -> float:
-    """The machine's noise during a run: the median half-range over all its timed rows.
+def _typical_noise(rows: dict[tuple, dict[str, Any]]) -> float:
+    """The machine's noise during a run: the median of :func:`_noise` over all its timed rows.
 
     Noise is a property of the machine more than of a case; a case whose few repeats happened to
     agree closely must not get a margin tighter than the run's typical one.
     """
-    ranges = sorted(_half_range(r) for r in rows.values() if str(r.get("outcome")) == "ok")
-    return ranges[len(ranges) // 2] if ranges else 0.0
+    noises = sorted(_noise(r) for r in rows.values() if str(r.get("outcome")) == "ok")
+    return noises[len(noises) // 2] if noises else 0.0
 
 
 def _reference(
@@ -434,13 +444,13 @@ def _reference(
     for name in references:
         if name == CALIBRATION:
             t = _num(row, "calibration_time")
-            noise = max(_half_range(row), typical)  # one sample: assume the run's typical noise
+            noise = max(_noise(row), typical)  # one sample: assume the run's typical noise
         else:
             other = rows.get((key[0], name, *key[2:]))
             if other is None or str(other.get("outcome")) != "ok":
                 continue
             t = _num(other, "solve_time_median")
-            noise = max(_half_range(other), typical)
+            noise = max(_noise(other), typical)
         if math.isnan(t) or t <= 0:
             continue
         logs.append(math.log(t))
@@ -469,10 +479,10 @@ def _speed_diff(
     shared = [name for name in b_ref_names if name in c_ref_names]
     if not shared:
         return None, "no reference time in both tables"
-    b_typical, c_typical = _typical_half_range(base_rows), _typical_half_range(cur_rows)
+    b_typical, c_typical = _typical_noise(base_rows), _typical_noise(cur_rows)
     b_ref, b_ref_noise, _ = _reference(key, base_rows, shared, b_typical)
     c_ref, c_ref_noise, _ = _reference(key, cur_rows, shared, c_typical)
-    noise = max(_half_range(base), b_typical) + max(_half_range(cur), c_typical) + b_ref_noise + c_ref_noise
+    noise = max(_noise(base), b_typical) + max(_noise(cur), c_typical) + b_ref_noise + c_ref_noise
     if options.speed_threshold == "auto":
         margin = max(options.speed_floor, math.exp(options.noise_k * noise) - 1.0)
     else:

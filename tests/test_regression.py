@@ -286,6 +286,16 @@ def test_uniform_slowdown_confirmed_or_not_by_the_rerun() -> None:
     assert [r.metric for r in persisting.regressions] == ["time_ratio_geomean"]
 
 
+def test_timeout_is_rechecked_by_the_confirmation_but_a_crash_is_not() -> None:
+    base = make_table()
+    timed_out = set_value(base, 5, "outcome", "timeout")
+    assert [r.metric for r in compare_tables(base, timed_out).regressions] == ["outcome"]
+    assert compare_tables(base, timed_out, CompareOptions(confirm=lambda: base.copy())).ok
+    crashed = set_value(base, 5, "outcome", "crashed")
+    result = compare_tables(base, crashed, CompareOptions(confirm=lambda: base.copy()))
+    assert [r.metric for r in result.regressions] == ["outcome"]
+
+
 def test_failed_confirmation_keeps_the_speed_regression() -> None:
     base = make_table()
 
