@@ -297,3 +297,49 @@ def test_cli_exit_codes_and_json(fake_registry, tmp_path, capsys):
     assert cli.main([*common, "--solvers", "exact", "wrong"]) == 1
     assert "RESULT: FAIL (wrong)" in capsys.readouterr().out
     assert cli.main([*common, "--solvers", "nosuch"]) == 2
+
+
+# ----------------------------------------------------------------------------- the in-house layer
+@pytest.mark.parametrize("shared", [(), ("Q", "G", "A")])
+def test_inhouse_gradients_match_finite_differences_on_strictly_complementary_problems(shared):
+    from qpbench.adapters.inhouse import InHouseAdapter
+
+    batch = strict_batch(B=3, n=5, m=6, k=2, seed=1, shared=shared)
+    report = check_gradients(batch, [InHouseAdapter()], "full", threshold=1e-6)
+    assert report.problems_compared == 3
+    assert report.passed(), report.format()
+    assert set(report.table.parameter) == set(NAMES)
+
+
+def test_inhouse_gradients_match_finite_differences_on_optnet_random():
+    from qpbench.adapters.inhouse import InHouseAdapter
+    from qpbench.generators import generate
+
+    batch = generate("optnet_random", batch_size=3, n=8, seed=0)
+    report = check_gradients(batch, [InHouseAdapter()], "full", threshold=1e-6)
+    assert report.problems_compared == 3
+    assert report.passed(), report.format()
+
+
+def test_inhouse_float32_gradients_are_within_float32_accuracy():
+    # float32 cannot reach the 'high' level; at 'mid' the errors measured were 8e-7 .. 4e-5.
+    from qpbench.adapters.inhouse import InHouseAdapter
+    from qpbench.generators import generate
+
+    batch = generate("optnet_random", batch_size=3, n=8, seed=0, dtype=torch.float32)
+    report = check_gradients(batch, [InHouseAdapter()], "full", threshold=1e-3, tolerance="mid")
+    assert report.passed(), report.format()
+    assert not report.warnings
+
+
+@pytest.mark.xfail(strict=True, reason="in-house backward is wrong on problems with singular Q "
+                   "(lasso: relative errors ~0.4-1 with forward error 7e-10; cvxpylayers matches "
+                   "finite differences to 4e-9 there). Remove this mark once fixed.")
+def test_inhouse_gradients_match_finite_differences_when_q_is_singular():
+    from qpbench.adapters.inhouse import InHouseAdapter
+    from qpbench.generators import generate
+
+    batch = generate("lasso", batch_size=2, n=8, seed=0)
+    report = check_gradients(batch, [InHouseAdapter()], "full", threshold=1e-6)
+    assert report.problems_compared == 2
+    assert report.passed(), report.format()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterable
 
 import pandas as pd
@@ -103,7 +104,9 @@ def _cross(grads: dict[str, dict[str, Tensor]]) -> list[dict[str, object]]:
     for a, b in itertools.combinations(sorted(grads), 2):
         ga = {k: sym(k, v) for k, v in grads[a].items()}
         gb = {k: sym(k, v) for k, v in grads[b].items()}
-        scale = max([float(t.abs().max()) for t in (*ga.values(), *gb.values()) if t.numel()] + [1e-300])
+        # NaN entries make their own parameter's difference NaN, but must not hide the others'.
+        scale = max([float(t.abs().nan_to_num(0.0).max()) for t in (*ga.values(), *gb.values())
+                     if t.numel()] + [1e-300])
         for name in NAMES:
             if ga[name].numel() == 0:
                 continue
@@ -171,6 +174,7 @@ def check_gradients(
     grads_by_solver: dict[str, dict[str, Tensor]] = {}
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
+    solver_warnings: dict[str, list[str]] = {}
     if keep:
         index = torch.tensor(keep)
         sub = batch[index]
@@ -183,10 +187,16 @@ def check_gradients(
                 skipped[adapter.name] = reason
                 continue
             try:
-                grads, z = analytic_gradients(adapter, sub, weights[index.to(weights.device)], tolerance)
+                # Layers warn about unsolved problems (zero gradients): keep those for the report.
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    grads, z = analytic_gradients(adapter, sub, weights[index.to(weights.device)], tolerance)
             except Exception as exc:  # any adapter failure is reported, not raised
                 failed[adapter.name] = f"{type(exc).__name__}: {exc}"
                 continue
+            messages = list(dict.fromkeys(str(w.message) for w in caught))
+            if messages:
+                solver_warnings[adapter.name] = messages
             grads_by_solver[adapter.name] = grads
             # The forward error tells a wrong backward pass from an inaccurate forward solve.
             exact_z = result.z[index.to(result.z.device)]
@@ -199,4 +209,4 @@ def check_gradients(
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     cross = pd.DataFrame(_cross(grads_by_solver), columns=CROSS_COLUMNS)
     return GradCheckReport(table=table, flagged=flagged, cross=cross, threshold=threshold, meta=meta,
-                           skipped=skipped, failed=failed)
+                           skipped=skipped, failed=failed, warnings=solver_warnings)

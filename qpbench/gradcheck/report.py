@@ -24,6 +24,7 @@ class GradCheckReport:
     within the step). ``cross``: pairwise differences between solvers' gradients, all expressed
     in the sum convention. ``skipped``: solver -> why it was not run (unsupported input).
     ``failed``: solver -> the error its differentiable solve or backward pass raised.
+    ``warnings``: solver -> the warnings it issued (e.g. problems left unsolved, zero gradients).
     """
 
     table: pd.DataFrame
@@ -33,6 +34,7 @@ class GradCheckReport:
     meta: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def solvers(self) -> list[str]:
@@ -76,6 +78,7 @@ class GradCheckReport:
             "cross": records(self.cross),
             "skipped": self.skipped,
             "failed": self.failed,
+            "warnings": self.warnings,
         }
 
     def format(self) -> str:
@@ -104,7 +107,9 @@ class GradCheckReport:
             lines.append(f"skipped {solver}: {reason}")
         for solver, error in self.failed.items():
             lines.append(f"FAILED {solver}: {error}")
-        if self.skipped or self.failed:
+        for solver, messages in self.warnings.items():
+            lines += [f"warning from {solver}: {message}" for message in messages]
+        if self.skipped or self.failed or self.warnings:
             lines.append("")
         if not self.flagged.empty:
             lines += ["Flagged problems (not counted as errors):", self.flagged.to_string(index=False), ""]
