@@ -185,6 +185,42 @@ def test_adapter_agrees_with_reference(name: str, family: str) -> None:
         assert found["gap"] <= tol * 10, f"{name} on {family}: {found}"
 
 
+def test_unconstrained_problems_are_solved_or_declared_unsupported() -> None:
+    """m = k = 0 (no generator family has it): z = -Q^-1 p, or an explicit refusal."""
+    gen = torch.Generator().manual_seed(5)
+    M = torch.randn(B, 6, 6, generator=gen, dtype=torch.float64)
+    Q = M @ M.transpose(1, 2) + torch.eye(6, dtype=torch.float64)
+    p = torch.randn(B, 6, generator=gen, dtype=torch.float64)
+    batch = QPBatch(Q, p)
+    expected = torch.linalg.solve(Q, -p)
+    for name, adapter in _adapters().items():
+        if adapter.unsupported_reason(batch) is not None:
+            continue
+        out = adapter.solve(adapter.setup(batch, LEVEL, 30.0))
+        assert [Status(int(s)) for s in out.status] == [Status.SOLVED] * B, (name, out.info)
+        assert float((out.z - expected).abs().max()) <= 1e-3, name
+
+
+def test_a_failing_problem_is_a_status_not_a_crash() -> None:
+    """An exception from a per-problem solver (in its setup or its solve) fails that problem only."""
+    from qpbench.adapters.osqp import OSQPAdapter
+
+    class Flaky(OSQPAdapter):
+        name = "flaky"
+
+        def prepare_one(self, data, options):  # type: ignore[no-untyped-def]
+            if data.p[0] == flaky_p:
+                raise RuntimeError("refused in setup")
+            return super().prepare_one(data, options)
+
+    batch = _problem("random_eq")
+    flaky_p = float(batch.p[1, 0])
+    out = Flaky().solve(Flaky().setup(batch, LEVEL))
+    assert [Status(int(s)) for s in out.status] == [Status.SOLVED, Status.NUMERICAL_ERROR, Status.SOLVED]
+    assert "refused in setup" in out.info["errors"][1]
+    assert torch.isnan(out.z[1]).all() and torch.isfinite(out.z[[0, 2]]).all()
+
+
 def test_repeated_solves_give_the_same_answer() -> None:
     batch = _problem("random_eq")
     for name, adapter in _adapters().items():

@@ -95,6 +95,11 @@ def stack_results(results: list[OneResult], n: int, m: int, k: int) -> SolveOutp
 
 
 @dataclass
+class _SetupFailed:
+    error: str
+
+
+@dataclass
 class LoopedPrepared:
     """What a per-problem adapter's setup returns: one prepared item per problem."""
 
@@ -120,12 +125,20 @@ class LoopedAdapter(Adapter):
     def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = float("inf")) -> Any:
         check_supported(self, batch)
         options = self.options(Tolerance.parse(tolerance), time_limit)
-        items = [self.prepare_one(data, options) for data in split_problems(batch)]
+        items: list[Any] = []
+        for data in split_problems(batch):
+            try:
+                items.append(self.prepare_one(data, options))
+            except Exception as exc:  # the solver refused this problem: its status, not a crash
+                items.append(_SetupFailed(f"{type(exc).__name__}: {exc}"))
         return LoopedPrepared(items, options, batch.n, batch.m, batch.k, time_limit)
 
     def solve(self, prepared: LoopedPrepared) -> SolveOutput:
         results = []
         for item in prepared.items:
+            if isinstance(item, _SetupFailed):
+                results.append(OneResult(Status.NUMERICAL_ERROR, error=f"setup: {item.error}"))
+                continue
             try:
                 results.append(self.solve_one(item, prepared.options))
             except Exception as exc:  # a solver failure is a per-problem status

@@ -41,8 +41,8 @@ class QuadprogAdapter(LoopedAdapter):
                 return OneResult(Status.PRIMAL_INFEASIBLE, error=message)
             return OneResult(Status.NUMERICAL_ERROR, error=message)
         # With C = -[A; G]' the multipliers of C'x >= b are those of Az = b and Gz <= h (signs agree).
-        multipliers = np.asarray(multipliers, dtype=np.float64)
+        multipliers = np.asarray(multipliers, dtype=np.float64) if C.shape[1] else np.zeros(0)
         return OneResult(
-            Status.SOLVED, z=np.asarray(x), lam=multipliers[data.k :], nu=multipliers[: data.k],
-            iterations=int(iters[0]),
+            Status.SOLVED, z=np.asarray(x), lam=multipliers[data.k : data.k + data.m],
+            nu=multipliers[: data.k], iterations=int(iters[0]),
         )

@@ -9,6 +9,7 @@ import numpy as np
 from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, finite_or_none
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.adapters.clarabel import conic_rows
+from qpbench.problem import QPBatch
 from qpbench.status import Status
 
 # SCS status_val codes (scs/include/glbopts.h).
@@ -29,6 +30,11 @@ class SCSAdapter(LoopedAdapter):
     name = "scs"
     package = "scs"
     capabilities = Capabilities(batched=False, differentiable=False)
+
+    def unsupported_reason(self, batch: QPBatch, device: str | None = None) -> str | None:
+        if batch.m + batch.k == 0:
+            return "SCS needs at least one constraint row"
+        return super().unsupported_reason(batch, device)
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         opts: dict[str, Any] = {
