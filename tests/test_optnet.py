@@ -29,7 +29,14 @@ def test_generated_solutions_are_valid_and_puzzles_match_them():
         given = puzzle > 0
         assert (puzzle[given] == solution[given]).all()
         assert 6 <= (~given).sum() <= 10
-    assert len({s.tobytes() for s in solutions}) > 50  # the symmetries really vary the boards
+    assert len({s.tobytes() for s in solutions}) > 100  # the symmetries really vary the boards
+
+
+def test_symmetries_keep_boards_valid_and_generation_reaches_every_grid():
+    rng = np.random.default_rng(0)
+    assert all(sudoku.is_valid_solution(sudoku.random_solution(rng)) for _ in range(100))
+    _, solutions = sudoku.generate(3000, seed=11, min_blanks=0, max_blanks=0)
+    assert len({s.tobytes() for s in solutions}) == 288
 
 
 def test_puzzles_have_a_unique_solution():
