@@ -221,6 +221,17 @@ def test_a_failing_problem_is_a_status_not_a_crash() -> None:
     assert torch.isnan(out.z[1]).all() and torch.isfinite(out.z[[0, 2]]).all()
 
 
+def test_time_limit_covers_the_whole_batch_of_a_looped_adapter() -> None:
+    adapter = get_adapter("clarabel")
+    batch = _problem("random_eq")
+    spent = adapter.solve(adapter.setup(batch, LEVEL, time_limit=0.0))
+    assert [Status(int(s)) for s in spent.status] == [Status.TIME_LIMIT] * B
+    assert torch.isnan(spent.z).all()
+    assert {"time_limit"} <= set(adapter.options(LEVEL, 5.0)) and "time_limit" not in adapter.options(
+        LEVEL, float("inf")
+    )
+
+
 def test_repeated_solves_give_the_same_answer() -> None:
     batch = _problem("random_eq")
     for name, adapter in _adapters().items():

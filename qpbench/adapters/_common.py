@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,8 +117,9 @@ class LoopedAdapter(Adapter):
     """An adapter for a solver that takes one problem at a time (CPU, float64, NumPy).
 
     ``setup`` converts every problem (and builds the solver object where the solver separates
-    setup from solve); ``solve`` loops over the problems. An exception from the solver on one
-    problem becomes that problem's NUMERICAL_ERROR, never a crash of the batch.
+    setup from solve); ``solve`` loops over the problems within the batch's time limit. An
+    exception from the solver on one problem becomes that problem's NUMERICAL_ERROR, never a
+    crash of the batch.
     """
 
     capabilities = Capabilities(batched=False, differentiable=False)
@@ -134,8 +136,15 @@ class LoopedAdapter(Adapter):
         return LoopedPrepared(items, options, batch.n, batch.m, batch.k, time_limit)
 
     def solve(self, prepared: LoopedPrepared) -> SolveOutput:
+        # The time limit is for the whole batch (the runner's limit is per solve step): each
+        # problem also gets it as the solver's own limit, and once it is spent the problems not
+        # yet started are TIME_LIMIT without being tried.
+        start = time.perf_counter()
         results = []
         for item in prepared.items:
+            if time.perf_counter() - start >= prepared.time_limit:
+                results.append(OneResult(Status.TIME_LIMIT, error="batch time limit spent before this problem"))
+                continue
             if isinstance(item, _SetupFailed):
                 results.append(OneResult(Status.NUMERICAL_ERROR, error=f"setup: {item.error}"))
                 continue
