@@ -19,7 +19,7 @@ from qpbench.relu import (
     solve_mip,
     unique_patterns,
 )
-from qpbench.relu.mip import GUROBI_SIZE_LIMIT, build_mip
+from qpbench.relu.mip import GUROBI_SIZE_LIMIT, build_mip, lp_tightened_bounds
 from qpbench.relu.network import interval_bounds, parse_architecture
 from qpbench.relu.regions import affine_maps, cheaper_form
 from qpbench.relu.sampling import boundary_neurons, neighbour_patterns
@@ -207,6 +207,15 @@ def test_interval_bounds_contain_every_sampled_preactivation(net, samples):
         assert bool((a >= L - 1e-12).all() and (a <= U + 1e-12).all())
 
 
+def test_lp_tightened_bounds_are_valid_and_no_looser_than_intervals(net, samples):
+    _, pre = net.forward_with_preactivations(samples)
+    tight, loose = lp_tightened_bounds(net, LO, HI), interval_bounds(net, LO, HI)
+    for a, (L, U), (Li, Ui) in zip(pre, tight, loose, strict=True):
+        assert bool((a >= L - 1e-9).all() and (a <= U + 1e-9).all())
+        assert bool((L - Li >= -1e-12).all() and (Ui - U >= -1e-12).all())
+    assert bool((tight[1][1] - tight[1][0] < loose[1][1] - loose[1][0] - 1e-9).any())
+
+
 def test_mip_start_vector_from_a_point_is_feasible(net, samples):
     model = build_mip(net, LO, HI)
     for x in samples[:8]:
@@ -224,8 +233,9 @@ def test_mip_optimum_bounds_every_sampled_value(net, samples, solver):
     assert mip.best_value >= float(net.forward(samples).max()) - 1e-9
     assert mip.best_value >= search.best_value - 1e-7
     assert mip.bound >= mip.best_value - 1e-6
-    warm = solve_mip(net, LO, HI, solver, time_limit=30, warm_start=search.best_x)
+    warm = solve_mip(net, LO, HI, solver, time_limit=30, warm_start=search.best_x, bounds="lp")
     assert warm.warm_start and warm.best_value == pytest.approx(mip.best_value, abs=1e-7)
+    assert warm.info["bounds"] == "lp" and warm.info["bound_seconds"] > 0
 
 
 def test_gurobi_skips_models_over_the_licence_limit_with_a_reason():
@@ -240,6 +250,8 @@ def test_mip_bad_input_raises(net):
         solve_mip(net, LO, HI, "cplex")
     with pytest.raises(ValueError, match="time_limit"):
         solve_mip(net, LO, HI, "highs", time_limit=0)
+    with pytest.raises(ValueError, match="bounds"):
+        solve_mip(net, LO, HI, "highs", time_limit=1, bounds="exact")
     with pytest.raises(ValueError, match="warm_start"):
         solve_mip(net, LO, HI, "highs", time_limit=1, warm_start=torch.zeros(3, dtype=torch.float64))
 
@@ -254,12 +266,14 @@ def test_relu_command_quick_run_writes_rows_and_report(tmp_path):
     assert code == 0
     rows = [json.loads(line) for line in (out / "relu_results.jsonl").read_text().splitlines()]
     methods = {r["method"] for r in rows if r["kind"] == "search"}
-    assert methods == {"sampling", "sampling+enhanced", "mip-highs", "mip-highs+warm"}
+    assert methods == {"sampling", "sampling+enhanced", "mip-highs", "mip-highs+lpbounds",
+                       "mip-highs+lpbounds+warm"}
     mip = next(r for r in rows if r.get("method") == "mip-highs")
     assert mip["status"] == "optimal"
     for r in rows:
         if r["kind"] == "search":
             assert r["gap_abs"] >= -1e-7  # nothing beats a proven optimum
+            assert r["gap_to_bound"] >= r["gap_abs"] - 1e-7
     thr = next(r for r in rows if r["kind"] == "throughput")
     assert thr["inhouse_solved"] == thr["highs_solved"] == thr["lps"]
     report = (out / "report.md").read_text()

@@ -24,8 +24,8 @@ ORDER = 70
 
 DEFAULT_SIZES = {
     # 50-400-400-1's MIP exceeds the restricted Gurobi licence on purpose: the skip is recorded.
-    "random": ("2-100-100-1", "10-100-100-1", "100-100-100-1", "50-400-400-1"),
-    "trained": ("2-100-100-1", "10-100-100-1", "100-100-100-1"),
+    "random": ("2-50-50-1", "2-100-100-1", "10-100-100-1", "100-100-100-1", "50-400-400-1"),
+    "trained": ("2-50-50-1", "2-100-100-1", "10-100-100-1", "100-100-100-1"),
 }
 QUICK_SIZES = ("2-20-20-1",)
 QUICK_CAPS = {"time_budget": 2.0, "mip_time_limit": 5.0, "batch_size": 64, "throughput_lps": 16,
