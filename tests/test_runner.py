@@ -348,6 +348,14 @@ def test_overrides_replace_every_groups_settings(tmp_path: Path) -> None:
         apply_overrides(suite, {"tolerances": ["max"]})
 
 
+def test_exclude_solvers_drops_matching_names() -> None:
+    from qpbench.runner.solvers import select_solvers
+
+    names = ["osqp", "cvxpy_osqp", "cvxpy_scs", "quadprog", "osqp"]
+    assert select_solvers(names, ["cvxpy_*"]) == ["osqp", "quadprog"]
+    assert select_solvers(names) == ["osqp", "cvxpy_osqp", "cvxpy_scs", "quadprog"]
+
+
 def test_shipped_suites_parse_and_expand() -> None:
     assert {"default", "optnet_paper", "maros_meszaros", "scaling", "ci"} <= set(suite_names())
     for name in suite_names():

@@ -76,6 +76,8 @@ def main(args: argparse.Namespace) -> int:
         "warmups": args.warmups,
         "time_limit": args.time_limit,
     }
+    if args.solvers:  # solvers named on the command line run wherever the suite's cases allow
+        overrides["exclude_solvers"] = []
     suite = apply_overrides(suite, overrides)
     if args.threads is not None and args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")

@@ -20,6 +20,7 @@ from qpbench.runner.suite import TEST_SETS, CaseGroup, Suite, _check_setting
 # Settings a command line may override for every group of a suite.
 OVERRIDABLE = (
     "solvers",
+    "exclude_solvers",
     "tolerances",
     "dtypes",
     "devices",
@@ -45,6 +46,7 @@ class Case:
     dtype: str
     device: str
     solvers: tuple[str, ...]  # names or selectors (all-available, all-batched), resolved by the runner
+    exclude_solvers: tuple[str, ...]  # glob patterns taken out of what 'solvers' selects
     tolerances: tuple[str, ...]
     repeats: int
     warmups: int
@@ -121,6 +123,7 @@ def _expand_group(suite: str, group: CaseGroup) -> Iterator[Case]:
                             dtype=dtype,
                             device=device,
                             solvers=group.solvers,
+                            exclude_solvers=group.exclude_solvers,
                             tolerances=group.tolerances,
                             repeats=group.repeats,
                             warmups=group.warmups,

@@ -72,7 +72,7 @@ def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | No
     if options.fresh and (out / RESULTS_FILE).exists():
         (out / RESULTS_FILE).unlink()
     cases = expand(suite)
-    solver_names = {case.solvers: select_solvers(case.solvers) for case in cases}
+    solver_names = {_selection(c): select_solvers(c.solvers, c.exclude_solvers) for c in cases}
     check_solver_names(sorted({name for names in solver_names.values() for name in names}))
 
     threads = suite.threads if options.threads is None else options.threads
@@ -85,13 +85,13 @@ def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | No
     with pinned_threads(threads or None) as used_threads:
         record = environment_record(run_id, suite.to_record(), used_threads, worker.kind)
         _save_environment(out, record)
-        units = sum(len(solver_names[c.solvers]) * len(c.tolerances) for c in cases)
+        units = sum(len(solver_names[_selection(c)]) * len(c.tolerances) for c in cases)
         progress = Progress(total=units, quiet=options.quiet)
         try:
             for case in cases:
                 _run_case(
                     case,
-                    solver_names[case.solvers],
+                    solver_names[_selection(case)],
                     done,
                     worker,
                     record,
@@ -106,6 +106,10 @@ def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | No
             worker.close()
             _save_environment(out, record)
     return summary
+
+
+def _selection(case: Case) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return case.solvers, case.exclude_solvers
 
 
 def _save_environment(out: Path, record: dict[str, Any]) -> None:

@@ -4,10 +4,12 @@ Runs inside a worker process (or in the runner's own process with ``--in-process
 raw per-problem arrays; :func:`summarize` turns them into results-table fields in the parent, so
 the accuracy rules live in one pure, testable function.
 
-Timing: ``warmups`` untimed setup+solve rounds on a prepared batch, then one timed setup and
-``repeats`` timed solves of that prepared batch (adapters promise repeatable solves). Setup is
-timed once: it is a one-off cost per batch in use, and repeating CVXPY canonicalization R times
-would dominate the suite's budget without telling more.
+Timing, when ``warmups`` > 0: one untimed setup + solve of the batch's first problem (imports,
+code paths, caches: cheap, whatever B is), then the timed setup of the whole batch, then
+``warmups`` untimed and ``repeats`` timed solves of that prepared batch (adapters promise
+repeatable solves). Setup is timed once: it is a one-off cost per batch in use, and repeating
+CVXPY's canonicalization of B problems several times would dominate a suite's budget without
+telling more. With ``warmups`` = 0 everything is measured cold.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import resource
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,14 +58,19 @@ def run_measurement(
     device = batch.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    else:
+        _reset_peak_rss()
     with pinned_threads(threads) as used_threads:
-        for i in range(warmups):
-            phase(f"warm-up {i + 1} setup")
-            prepared = adapter.setup(batch, tol, time_limit)
-            phase(f"warm-up {i + 1} solve")
-            adapter.solve(prepared)
+        if warmups:
+            phase("warm-up setup")
+            first = adapter.setup(batch[0], tol, time_limit)
+            phase("warm-up solve")
+            adapter.solve(first)
         phase("setup")
         prepared, setup_seconds = timed_call(lambda: adapter.setup(batch, tol, time_limit), device)
+        for i in range(warmups):
+            phase(f"warm-up solve {i + 1}")
+            adapter.solve(prepared)
         times = []
         for i in range(repeats):
             phase(f"solve {i + 1}")  # outside the clock: a pipe write is not solver time
@@ -113,10 +121,27 @@ def evaluate(
     }
 
 
+def _reset_peak_rss() -> None:
+    """Reset the process's peak RSS (Linux: writing 5 to clear_refs resets VmHWM), so that a reused
+    worker reports this measurement's peak, not the largest of every earlier one."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def _peak_memory(device: torch.device) -> int:
-    """Peak CUDA memory allocated by torch, or the process's peak RSS (a high-water mark)."""
+    """Peak CUDA memory allocated by torch, or the process's peak RSS during the measurement
+    (since the process started where the peak cannot be reset)."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
 

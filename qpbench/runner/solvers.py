@@ -7,6 +7,7 @@ qpbench. Such a spec works in worker processes too, since only the string crosse
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 
 from qpbench.adapters.base import Adapter
@@ -30,8 +31,9 @@ def resolve_adapter(spec: str) -> Adapter:
     return get_adapter(spec)
 
 
-def select_solvers(selectors: tuple[str, ...] | list[str]) -> list[str]:
-    """Names to run, in order: selectors expand to the available (batched) adapters' names."""
+def select_solvers(selectors: tuple[str, ...] | list[str], exclude: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Names to run, in order: selectors expand to the available (batched) adapters' names;
+    names matching a glob pattern of ``exclude`` are dropped."""
     names: list[str] = []
     for item in selectors:
         if item in (ALL_AVAILABLE, ALL_BATCHED):
@@ -41,7 +43,7 @@ def select_solvers(selectors: tuple[str, ...] | list[str]) -> list[str]:
         else:
             found = [item]
         names.extend(name for name in found if name not in names)
-    return names
+    return [name for name in names if not any(fnmatch.fnmatchcase(name, pat) for pat in exclude)]
 
 
 def check_solver_names(names: list[str]) -> None:

@@ -27,6 +27,7 @@ ALL_BATCHED = "all-batched"
 # key -> default; these may appear at the top level and in each [[cases]] group.
 SETTINGS: dict[str, Any] = {
     "solvers": [ALL_AVAILABLE],
+    "exclude_solvers": [],  # glob patterns removed from what 'solvers' selects, e.g. "cvxpy_*"
     "tolerances": ["mid"],
     "dtypes": ["float64"],
     "devices": ["cpu"],
@@ -52,6 +53,7 @@ class CaseGroup:
     max_n: int | None
     max_rows: int | None
     solvers: tuple[str, ...]
+    exclude_solvers: tuple[str, ...]
     tolerances: tuple[str, ...]
     dtypes: tuple[str, ...]
     devices: tuple[str, ...]
@@ -155,7 +157,7 @@ def _check_setting(key: str, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: 'time_limit' must be a number of seconds > 0, got {value!r}")
         return float(value)
     items = _as_list(value)
-    if not items:
+    if not items and key != "exclude_solvers":
         raise ValueError(f"{where}: {key!r} must not be empty")
     if key in ("batch_sizes", "seeds"):
         low = 1 if key == "batch_sizes" else 0
