@@ -194,7 +194,9 @@ def check_gradients(
             except Exception as exc:  # any adapter failure is reported, not raised
                 failed[adapter.name] = f"{type(exc).__name__}: {exc}"
                 continue
-            messages = list(dict.fromkeys(str(w.message) for w in caught))
+            # Deprecation notices from the solvers' dependencies say nothing about the results.
+            messages = list(dict.fromkeys(str(w.message) for w in caught if not issubclass(
+                w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning))))
             if messages:
                 solver_warnings[adapter.name] = messages
             grads_by_solver[adapter.name] = grads

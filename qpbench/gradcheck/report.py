@@ -114,10 +114,10 @@ class GradCheckReport:
         if not self.flagged.empty:
             lines += ["Flagged problems (not counted as errors):", self.flagged.to_string(index=False), ""]
         if not self.cross.empty:
-            shown = self.cross.copy()
-            for col in ("max_abs_diff", "max_rel_diff"):
-                shown[col] = shown[col].map(lambda v: f"{v:.2e}")
-            lines += ["Solvers against each other (sum convention):", shown.to_string(index=False), ""]
+            wide = self.cross.pivot(index=["solver_a", "solver_b"], columns="parameter", values="max_rel_diff")
+            wide = wide[[c for c in ("Q", "p", "G", "h", "A", "b") if c in wide.columns]]
+            lines += ["Solvers against each other: max relative difference of the gradients "
+                      "(sum convention, Q symmetrized):", wide.map(lambda v: f"{v:.2e}").to_string(), ""]
         if self.problems_compared == 0:
             lines.append("RESULT: nothing compared (every problem flagged or no solver ran)")
         elif self.failing_solvers():
