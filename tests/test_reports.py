@@ -189,12 +189,13 @@ def test_failures_are_listed_with_outcome_status_and_error(mixed_report: tuple[P
     by_key = {(row[0], row[2], row[3], row[5]): row for row in failures}
     assert len(failures) == 6
     osqp = by_key[("osqp", "optnet_random n=10 m=5 k=0", "4", "mid")]
-    assert osqp[6:] == ["ok", "3/4", "solved 3, max_iter 1", "—"]
+    assert osqp[6:] == ["ok", "3/4", "solved 3, max_iter 1", "5.00e-06", "—"]  # worst: primal 5e-6
     broken = by_key[("broken", "optnet_random n=10 m=5 k=0", "1", "mid")]
-    assert broken[6:] == ["failed", "0/1", "—", "RuntimeError: boom"]  # last line of the traceback
+    assert broken[6:] == ["failed", "0/1", "—", "—", "RuntimeError: boom"]  # last line of the traceback
     assert by_key[("broken", "eq_only n=10 m=0 k=2", "2", "mid")][6] == "crashed"
-    assert by_key[("broken", "optnet_random n=10 m=5 k=0", "4", "mid")][9] == "exceeded the time limit of 1.0 s"
-    assert by_key[("inhouse", "optnet_random n=10 m=5 k=0", "1", "high")][6:9] == ["ok", "0/1", "solved 1"]
+    assert by_key[("broken", "optnet_random n=10 m=5 k=0", "4", "mid")][10] == "exceeded the time limit of 1.0 s"
+    # said solved, but the primal residual 5e-9 is above the 1e-9 tolerance: a wrong answer
+    assert by_key[("inhouse", "optnet_random n=10 m=5 k=0", "1", "high")][6:10] == ["ok", "0/1", "solved 1", "5.00e-09"]
     assert markdown_table(text, "Not run: unsupported or unavailable (2 rows)") == [
         ["broken", "unavailable", "package broken is not installed", "1"],
         ["osqp", "unsupported", "equality-only problems need inequality rows", "1"],
@@ -233,12 +234,12 @@ def _row(**fields: object) -> dict[str, object]:
     return base
 
 
-def _build(tmp_path: Path, rows: list[dict[str, object]], environment: bool = True) -> str:
+def _build(tmp_path: Path, rows: list[dict[str, object]], environment: dict[str, object] | None = None) -> str:
     results = tmp_path / "results"
     for row in rows:
         write_row(results, row)
-    if environment:
-        write_environment(results, {"suite": "deg"})
+    if environment is not None:
+        write_environment(results, environment)
     path = build_report(results)  # default out_dir: results/report
     assert path == results / "report" / "report.md"
     assert (results / "report" / "report.html").exists()
@@ -250,7 +251,7 @@ def _build(tmp_path: Path, rows: list[dict[str, object]], environment: bool = Tr
 def test_empty_table_does_not_crash(tmp_path: Path) -> None:
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "results.jsonl").write_text("")
-    text = _build(tmp_path, [])
+    text = _build(tmp_path, [], {"suite": "deg"})
     assert "The results table has no rows: nothing was measured." in text
     assert "# qpbench report: deg" in text
 
@@ -260,7 +261,7 @@ def test_only_unsupported_rows(tmp_path: Path) -> None:
         _row(solver="a", outcome="unsupported", error="needs a GPU"),
         _row(solver="b", outcome="unavailable", error="not installed"),
     ]
-    text = _build(tmp_path, rows, environment=False)
+    text = _build(tmp_path, rows)
     assert "No environment.json was found beside the results table." in text
     assert markdown_table(text, "Success rate — suite deg, tolerance low (0.001)") == [
         ["a", "0", "0", "1", "0", "0", "—", "—"],
@@ -278,13 +279,16 @@ def test_single_solver_single_batch_size_and_no_reference_partner(tmp_path: Path
         _row(solver="solo", outcome="ok", solve_time_median=0.5, solve_time_min=0.4, solve_time_max=0.7,
              n_success=2, n_solved=2, primal_res_max=0.0, dual_res_max=0.0, gap_max=0.0),
     ]  # fmt: skip
-    text = _build(tmp_path, rows)
+    # the runner's record: the suite with its case groups, no top-level time limit
+    groups = [{"family": "fam", "sizes": [[5, 3, 0]], "batch_sizes": [2], "problems": None, "time_limit": 7.0}]
+    text = _build(tmp_path, rows, {"suite": {"name": "deg", "groups": groups}})
+    assert markdown_table(text, "Suite case groups (environment.json)") == [["fam", "(5, 3, 0)", "2", "7.0"]]
     # no "inhouse" in the table: the first solver is the reference
     assert "Speed-ups are relative to `solo`." in text
     assert "plots/time-deg-fam-n5-m3-k0-float64-cpu-low.png" in text
     title = (
         "Failure-penalized shifted geometric mean of solve time — suite deg, tolerance low (0.001) "
-        "(1.0 = best; shift 5.00e-02 s; a failure counts 7.00e+00 s, 10x slowest solve)"
+        "(1.0 = best; shift 5.00e-02 s; a failure counts 7.00e+00 s, time limit)"
     )
     assert markdown_table(text, title) == [["solo", "1.00", "5.00e-01", "1"]]
 

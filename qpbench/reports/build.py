@@ -15,7 +15,7 @@ import pandas as pd
 from qpbench.reports import formatting as fmt
 from qpbench.reports import plots, summary
 from qpbench.reports.document import Block, Heading, Image, Paragraph, table, to_html, to_markdown
-from qpbench.reports.environment import environment_rows
+from qpbench.reports.environment import environment_rows, suite_groups
 from qpbench.results import ROW_OK, load_environment, load_table
 
 REPORT_MD = "report.md"
@@ -136,6 +136,9 @@ def _environment_section(ctx: _Context) -> list[Block]:
     if not rows:
         blocks.append(Paragraph("No environment.json was found beside the results table."))
     blocks.append(table("Machine and versions (environment.json)", ("key", "value"), rows))
+    headers, groups = suite_groups(ctx.environment)
+    if groups:
+        blocks.append(table("Suite case groups (environment.json)", headers, groups))
     return blocks
 
 
@@ -308,7 +311,10 @@ def _batch_sections(ctx: _Context) -> list[Block]:
     if generated.empty:
         blocks.append(Paragraph("No generated batches were run (test-set problems appear in the profiles above)."))
         return blocks
-    groups = generated.groupby(_BATCH_KEYS, sort=True, dropna=False)
+    groups = sorted(
+        generated.groupby(_BATCH_KEYS, sort=True, dropna=False),
+        key=lambda item: (*item[0][:-1], summary.TOLERANCE_ORDER.get(item[0][-1], 9), item[0][-1]),
+    )
     for (suite, family, n, m, k, dtype, device, tolerance), rows in groups:
         label = f"{family} {fmt.sizes(n, m, k)}, {dtype} on {device}, tolerance {tolerance}, suite {suite}"
         blocks.append(Heading(3, label))
@@ -407,9 +413,11 @@ def _gradient_section(ctx: _Context) -> list[Block]:
 def _failure_section(ctx: _Context) -> list[Block]:
     failed = summary.failure_rows(ctx.frame)
     order = {s: i for i, s in enumerate(ctx.solvers)}
-    failed = failed.assign(_order=failed["solver"].map(order)).sort_values(
-        ["_order", "suite", "family", "problem", "n", "m", "k", "batch_size", "dtype", "device", "tolerance"]
-    )
+    failed = failed.assign(
+        _order=failed["solver"].map(order),
+        _tol=failed["tolerance"].map(lambda t: summary.TOLERANCE_ORDER.get(t, 9)),
+        _worst=failed[["primal_res_max", "dual_res_max", "gap_max"]].max(axis=1, skipna=True),
+    ).sort_values(["_order", "suite", "family", "problem", "n", "m", "k", "batch_size", "dtype", "device", "_tol"])
     rows = []
     for _, r in failed.iterrows():
         problem = r["problem"] or r["family"]
@@ -424,6 +432,7 @@ def _failure_section(ctx: _Context) -> list[Block]:
                 r["outcome"],
                 f"{int(r['problems_ok'])}/{fmt.integer(r['batch_size'])}",
                 summary.status_summary(r) or fmt.DASH,
+                fmt.sci(r["_worst"]),
                 _short(r["error"]) or fmt.DASH,
             )
         )
@@ -432,7 +441,8 @@ def _failure_section(ctx: _Context) -> list[Block]:
         Heading(2, "Failures"),
         Paragraph(
             "Every attempted row where not all problems of the batch succeeded: the outcome of the row, the "
-            "per-problem statuses the solver reported, and the error it raised."
+            "per-problem statuses the solver reported, the worst of its residuals (max of primal, dual, gap; "
+            "a 'solved' status with a residual above the tolerance is a wrong answer), and the error raised."
         ),
         table(
             f"Failed or partly failed rows ({len(rows)})",
@@ -446,6 +456,7 @@ def _failure_section(ctx: _Context) -> list[Block]:
                 "outcome",
                 "succeeded",
                 "statuses",
+                "worst residual",
                 "error",
             ),
             rows,

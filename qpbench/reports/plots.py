@@ -22,7 +22,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")  # fmt: skip
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-_NOTE_FAILED = "hollow marker: not every problem in the batch succeeded"
+_NOTE_FAILED = "hollow marker:\nnot every problem\nin the batch succeeded"
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class SolverStyle:
         return self.solvers.index(solver) if solver in self.solvers else len(self.solvers)
 
 
-def _new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Axes]:
+def _new_figure(width: float = 8.5, height: float = 4.5) -> tuple[Figure, Axes]:
     figure = Figure(figsize=(width, height), dpi=110)
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot(1, 1, 1)
@@ -50,9 +50,14 @@ def _new_figure(width: float = 7.0, height: float = 4.5) -> tuple[Figure, Axes]:
 def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Fixed margins (room for two-line labels) instead of tight_layout, which draws every figure twice.
-    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.88)
+    figure.subplots_adjust(left=0.12, right=0.76, bottom=0.12, top=0.88)
     figure.savefig(path, format="png", metadata={"Software": None})
     return path
+
+
+def _legend(ax: Axes, title: str | None = None) -> None:
+    """Legend outside the axes, on the right, so it never hides data."""
+    ax.legend(title=title, title_fontsize="small", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _no_data(ax: Axes, message: str) -> None:
@@ -127,7 +132,7 @@ def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path
         ax.set_yscale("log")
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
         _batch_axis(ax, rows["batch_size"].dropna().tolist())
-        ax.legend(title=_NOTE_FAILED if any_bad else None, title_fontsize="small", fontsize="small")
+        _legend(ax, _NOTE_FAILED if any_bad else None)
     unit = "time per problem [s] (batch time / B)" if per_problem else "solve time of the batch [s]"
     ax.set_ylabel(unit + ", median; band: min-max")
     ax.set_title(title, fontsize="medium")
@@ -159,7 +164,7 @@ def speedup_vs_batch(rows: pd.DataFrame, reference: str, style: SolverStyle, tit
         ax.set_yscale("log")
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
         _batch_axis(ax, rows["batch_size"].dropna().tolist())
-        ax.legend(title=_NOTE_FAILED if any_bad else None, title_fontsize="small", fontsize="small")
+        _legend(ax, _NOTE_FAILED if any_bad else None)
     ax.set_ylabel(f"speed-up over {reference} [x]\n(time of {reference} / time of solver)")
     ax.set_title(title, fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
@@ -182,7 +187,7 @@ def performance_profile(ratios: pd.DataFrame, n_cases: int, style: SolverStyle, 
     if not ax.lines:
         _no_data(ax, "no solver succeeded on any case")
     else:
-        ax.legend(fontsize="small", loc="lower right")
+        _legend(ax)
     ax.set_xscale("log")
     ax.set_xlim(1.0, tau_max)
     _plain_log_labels(ax.xaxis, 1.0, tau_max)
@@ -218,7 +223,7 @@ def accuracy_vs_time(rows: pd.DataFrame, eps: float | None, style: SolverStyle, 
         ax.set_yscale("log")
         _plain_log_labels(ax.xaxis, *ax.get_xlim())
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
-        ax.legend(title=_NOTE_FAILED if any_bad else None, title_fontsize="small", fontsize="small")
+        _legend(ax, _NOTE_FAILED if any_bad else None)
     ax.set_xlabel("solve time of the batch [s], median")
     ax.set_ylabel("worst residual in the batch\nmax(primal, dual, gap), inf-norm")
     ax.set_title(title, fontsize="medium")
@@ -246,7 +251,7 @@ def backward_vs_forward(rows: pd.DataFrame, style: SolverStyle, title: str, path
         ax.set_yscale("log")
         _plain_log_labels(ax.xaxis, *ax.get_xlim())
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
-        ax.legend(fontsize="small")
+        _legend(ax)
     ax.set_xlabel("forward solve time of the batch [s], median")
     ax.set_ylabel("backward pass time [s], median")
     ax.set_title(title, fontsize="medium")
