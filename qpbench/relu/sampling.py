@@ -15,6 +15,7 @@ until no flip helps (a local search over adjacent regions).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,8 @@ class _Search:
         self.start = time.perf_counter()
         self.seen = _PatternSet()
         self.result = SearchResult(method, lo.clone(), float("-inf"))
+        self.neighbour_lps = 0  # enhanced search: LPs of neighbouring regions
+        self.improving_moves = 0  # enhanced search: moves to a better neighbouring region
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -202,12 +205,13 @@ def sampling_search(
             _local_search(search, patterns[top], z[top], values[top], zero_tol, max_flips,
                           max_local_steps, out_of_budget)
     result.seconds = search.elapsed()
-    result.info = {"regions": len(search.seen), "backend": backend, "proximal": proximal}
+    result.info = {"regions": len(search.seen), "backend": backend, "proximal": proximal,
+                   "neighbour_lps": search.neighbour_lps, "improving_moves": search.improving_moves}
     return result
 
 
 def _local_search(search: _Search, patterns: Tensor, z: Tensor, values: Tensor, zero_tol: float,
-                  max_flips: int, max_steps: int, out_of_budget: Any) -> None:
+                  max_flips: int, max_steps: int, out_of_budget: Callable[[], bool]) -> None:
     """Move each start to the best neighbouring region's optimum while that improves f."""
     for _ in range(max_steps):
         if out_of_budget() or patterns.shape[0] == 0:
@@ -215,7 +219,9 @@ def _local_search(search: _Search, patterns: Tensor, z: Tensor, values: Tensor, 
         flips, parent = neighbour_patterns(patterns, boundary_neurons(search.net, z, zero_tol), max_flips)
         if flips.shape[0] == 0:
             return
+        before = search.result.lps_solved
         new_patterns, new_z, new_values = search.solve_regions(flips, z[parent])
+        search.neighbour_lps += search.result.lps_solved - before
         if new_values.numel() == 0:
             return
         # Keep the best neighbour per parent, when it beats the parent by more than rounding.
@@ -228,6 +234,7 @@ def _local_search(search: _Search, patterns: Tensor, z: Tensor, values: Tensor, 
         for i in torch.nonzero(improved).flatten().tolist():
             mine = torch.nonzero((parent_of_new == i) & (new_values == best[i])).flatten()
             winners.append(int(mine[0]))
+        search.improving_moves += len(winners)
         pick = torch.tensor(winners, dtype=torch.long, device=new_values.device)
         patterns, z, values = new_patterns[pick], new_z[pick], new_values[pick]
 
