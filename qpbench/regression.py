@@ -112,6 +112,7 @@ class CaseDiff:
     speed: SpeedDiff | None = None
     speed_note: str = ""
     findings: list[str] = field(default_factory=list)  # metrics that regressed
+    cleared: list[str] = field(default_factory=list)  # findings the confirmation re-run did not reproduce
 
 
 @dataclass
@@ -166,20 +167,21 @@ def compare_tables(
             first.notes.append("speed/timeout findings were not re-checked (no confirmation re-run given)")
         return first
     try:
-        rerun = options.confirm()
+        second = _compare_once(baseline, options.confirm(), options)
     except Exception as exc:  # the verdict must still come out; an unconfirmed slowdown stands
         first.notes.append(f"confirmation re-run failed ({exc}); speed/timeout findings stand unconfirmed")
         return first
-    second = _compare_once(baseline, rerun, options)
     persisting = {(r.case, r.metric) for r in second.regressions if _is_speed(r)}
-    kept = []
+    kept = [r for r in first.regressions if not _is_speed(r) or (r.case, r.metric) in persisting]
     for reg in first.regressions:
-        if not _is_speed(reg) or (reg.case, reg.metric) in persisting:
-            kept.append(reg)
-        else:
+        if reg not in kept:
             first.notes.append(
                 f"{reg.case}: {reg.metric} not reproduced by the confirmation re-run ({reg.message})"
             )
+    kept_keys = {(r.case, r.metric) for r in kept}
+    for case in first.cases:
+        case.cleared = [m for m in case.findings if (case.case, m) not in kept_keys]
+        case.findings = [m for m in case.findings if (case.case, m) in kept_keys]
     confirmed = sum(_is_speed(r) for r in kept)
     first.notes.append(
         f"confirmation re-run: {confirmed} of {len(speed_found)} speed/timeout finding(s) reproduced"
@@ -542,6 +544,8 @@ def _render(comp: Comparison) -> str:
         else:
             ratio, change = case.speed_note or "-", "-"
         verdict = "REGRESSED: " + ", ".join(case.findings) if case.findings else "ok"
+        if case.cleared:
+            verdict += f" ({', '.join(case.cleared)} not reproduced on re-run)"
         cells = [
             case.case,
             outcome,

@@ -266,6 +266,8 @@ def test_transient_slowdown_not_reproduced_by_confirmation_passes() -> None:
     assert calls == [1]
     assert result.ok, result.render()
     assert any("not reproduced" in note for note in result.notes)
+    assert "time_ratio not reproduced on re-run" in result.render()
+    assert "REGRESSED" not in result.render()
 
 
 def test_persistent_slowdown_fails_after_confirmation() -> None:
@@ -305,6 +307,9 @@ def test_failed_confirmation_keeps_the_speed_regression() -> None:
     result = compare_tables(base, doubled(base, 3), CompareOptions(confirm=broken))
     assert [r.metric for r in result.regressions] == ["time_ratio"]
     assert any("runner crashed" in note for note in result.notes)
+    empty_rerun = compare_tables(base, doubled(base, 3), CompareOptions(confirm=lambda: base.iloc[:0]))
+    assert [r.metric for r in empty_rerun.regressions] == ["time_ratio"]
+    assert any("no common cases" in note for note in empty_rerun.notes)
 
 
 def test_confirmation_is_not_run_without_a_speed_regression() -> None:
