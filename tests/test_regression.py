@@ -384,6 +384,8 @@ def test_cli_confirm_command_reruns_into_out(tmp_path: Path, capsys: pytest.Capt
     assert cli_main(["compare", str(base_dir), str(slow_dir)]) == 1
     assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", confirm]) == 0
     assert "not reproduced" in capsys.readouterr().out
+    by_variable = f'cp {source} "$QPBENCH_CONFIRM_OUT/results.jsonl"'
+    assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", by_variable]) == 0
     assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", "false {out}"]) == 1
     assert "unconfirmed" in capsys.readouterr().out
     assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", "true"]) == 2

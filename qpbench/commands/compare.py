@@ -33,6 +33,7 @@ EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_BAD_INPUT = 2
 OUT_PLACEHOLDER = "{out}"
+OUT_VARIABLE = "QPBENCH_CONFIRM_OUT"  # the same directory, for callers (tox) where braces are taken
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,9 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--confirm-cmd",
         default=None,
-        help="shell command that re-runs the suite into the directory {out} (substituted, and also "
-        "exported as QPBENCH_CONFIRM_OUT); run only when a speed regression is found, which then "
-        "fails only if the re-run shows it too",
+        help="shell command that re-runs the suite into the directory {out} (substituted; also "
+        "exported as $QPBENCH_CONFIRM_OUT); run only when a speed regression or a new timeout is "
+        "found, which then fails only if the re-run shows it too",
     )
     parser.add_argument("--output", type=Path, default=None, help="also write the report to this file")
 
@@ -88,16 +89,18 @@ def parse_speed_threshold(text: str) -> float | str:
 
 def shell_confirmation(command: str) -> Callable[[], pd.DataFrame]:
     """A confirm hook that runs ``command`` into a fresh directory and loads what it wrote."""
-    if OUT_PLACEHOLDER not in command:
-        raise ValueError(f"--confirm-cmd must contain {OUT_PLACEHOLDER}, the directory the re-run writes to")
+    if OUT_PLACEHOLDER not in command and OUT_VARIABLE not in command:
+        raise ValueError(
+            f"--confirm-cmd must contain {OUT_PLACEHOLDER} or ${OUT_VARIABLE}, the directory the re-run writes to"
+        )
 
     def confirm() -> pd.DataFrame:
         from qpbench.results import load_table
 
         out = Path(tempfile.mkdtemp(prefix="qpbench-confirm-"))
         line = command.replace(OUT_PLACEHOLDER, shlex.quote(str(out)))
-        print(f"qpbench compare: speed regression found; confirming with: {line}", file=sys.stderr)
-        env = {**os.environ, "QPBENCH_CONFIRM_OUT": str(out)}
+        print(f"qpbench compare: speed/timeout finding; confirming with: {line}", file=sys.stderr)
+        env = {**os.environ, OUT_VARIABLE: str(out)}
         done = subprocess.run(line, shell=True, env=env, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"confirmation command exited with status {done.returncode}")
