@@ -169,12 +169,12 @@ def test_residuals_batch_times_and_gradients(mixed_report: tuple[Path, str]) -> 
     ]  # broken never ran to an answer, so it has no residual row
     batch = markdown_table(text, "Batch times — optnet_random n=10 m=5 k=0, float64 on cpu, tolerance mid, suite unit")
     assert batch == [
-        ["inhouse", "1", "ok", "1/1", "2.00e-03", "1.80e-03", "2.50e-03", "2.00e-03", "1.00"],
-        ["inhouse", "4", "ok", "4/4", "4.00e-03", "3.80e-03", "4.50e-03", "1.00e-03", "1.00"],
-        ["osqp", "1", "ok", "1/1", "4.00e-03", "3.50e-03", "5.00e-03", "4.00e-03", "0.50"],
-        ["osqp", "4", "ok", "3/4", "1.00e-02", "9.00e-03", "1.20e-02", "2.50e-03", "0.40"],
-        ["broken", "1", "failed", "0/1", "—", "—", "—", "—", "—"],
-        ["broken", "4", "timeout", "0/4", "—", "—", "—", "—", "—"],
+        ["inhouse", "1", "0", "ok", "1/1", "2.00e-03", "1.80e-03", "2.50e-03", "2.00e-03", "1.00"],
+        ["inhouse", "4", "0", "ok", "4/4", "4.00e-03", "3.80e-03", "4.50e-03", "1.00e-03", "1.00"],
+        ["osqp", "1", "0", "ok", "1/1", "4.00e-03", "3.50e-03", "5.00e-03", "4.00e-03", "0.50"],
+        ["osqp", "4", "0", "ok", "3/4", "1.00e-02", "9.00e-03", "1.20e-02", "2.50e-03", "0.40"],
+        ["broken", "1", "0", "failed", "0/1", "—", "—", "—", "—", "—"],
+        ["broken", "4", "0", "timeout", "0/4", "—", "—", "—", "—", "—"],
     ]
     # inhouse forward 2 and 4 ms, backward 1 and 4 ms: ratios 0.5 and 1.0
     assert markdown_table(text, "Backward pass and gradient accuracy per solver (all suites and tolerances)") == [
@@ -291,6 +291,24 @@ def test_single_solver_single_batch_size_and_no_reference_partner(tmp_path: Path
         "(1.0 = best; shift 5.00e-02 s; a failure counts 7.00e+00 s, time limit)"
     )
     assert markdown_table(text, title) == [["solo", "1.00", "5.00e-01", "1"]]
+
+
+def test_several_seeds_are_listed_apart_and_merged_in_plots(tmp_path: Path) -> None:
+    def timed(solver: str, seed: int, time: float) -> dict[str, object]:
+        return _row(solver=solver, seed=seed, case_id=f"fam-B2-s{seed}", outcome="ok", solve_time_median=time,
+                    solve_time_min=time, solve_time_max=time, n_success=2, n_solved=2)  # fmt: skip
+
+    rows = [timed("inhouse", 0, 0.01), timed("inhouse", 1, 0.03), timed("other", 0, 0.02), timed("other", 1, 0.03)]
+    text = _build(tmp_path, rows)
+    batch = markdown_table(text, "Batch times — fam n=5 m=3 k=0, float64 on cpu, tolerance low, suite deg")
+    # speed-up against the reference on the same seed: 0.01/0.02 and 0.03/0.03
+    assert [(row[0], row[2], row[-1]) for row in batch] == [
+        ("inhouse", "0", "1.00"),
+        ("inhouse", "1", "1.00"),
+        ("other", "0", "0.50"),
+        ("other", "1", "1.00"),
+    ]
+    assert "plots/speedup-deg-fam-n5-m3-k0-float64-cpu-low.png" in text
 
 
 def test_expected_infeasible_batches_count_detection_as_success() -> None:

@@ -340,20 +340,27 @@ def _batch_sections(ctx: _Context) -> list[Block]:
 
 
 def _batch_table(rows: pd.DataFrame, ctx: _Context) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    headers = ("solver", "B", "outcome", "succeeded", "median [s]", "min [s]", "max [s]", "per problem [s]",
+    """One line per row (solver, batch size, seed); speed-up against the reference on the same seed."""
+    headers = ("solver", "B", "seed", "outcome", "succeeded", "median [s]", "min [s]", "max [s]", "per problem [s]",
                f"speed-up vs {ctx.reference or fmt.DASH}")  # fmt: skip
     ref_rows = rows[(rows["solver"] == ctx.reference) & (rows["outcome"] == ROW_OK)]
-    ref_time = dict(zip(ref_rows["batch_size"], ref_rows["solve_time_median"], strict=True))
+    ref_time = {
+        (b, seed): t
+        for b, seed, t in zip(ref_rows["batch_size"], ref_rows["seed"], ref_rows["solve_time_median"], strict=True)
+    }
     body = []
     order = {s: i for i, s in enumerate(ctx.solvers)}
-    for _, r in rows.assign(_order=rows["solver"].map(order)).sort_values(["_order", "batch_size"]).iterrows():
+    ordered = rows.assign(_order=rows["solver"].map(order)).sort_values(["_order", "batch_size", "seed"])
+    for _, r in ordered.iterrows():
         ok = r["outcome"] == ROW_OK
         time = r["solve_time_median"] if ok else None
-        speedup = ref_time.get(r["batch_size"], float("nan")) / time if ok and time else None
+        reference = ref_time.get((r["batch_size"], r["seed"]), float("nan"))
+        speedup = reference / time if ok and time else None
         body.append(
             (
                 r["solver"],
                 fmt.integer(r["batch_size"]),
+                fmt.integer(r["seed"]),
                 r["outcome"],
                 f"{int(r['problems_ok'])}/{fmt.integer(r['batch_size'])}",
                 fmt.sci(time),

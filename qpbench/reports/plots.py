@@ -102,6 +102,23 @@ def _mark_unsuccessful(ax: Axes, x: np.ndarray, y: np.ndarray, ok: np.ndarray, c
     return bool(bad.any())
 
 
+def per_batch_size(rows: pd.DataFrame) -> pd.DataFrame:
+    """One point per (solver, batch size): several seeds are merged into the median of their medians,
+    the smallest minimum and the largest maximum; a point succeeded only if every seed did."""
+    if rows.empty:
+        return rows
+    return (
+        rows.groupby(["solver", "batch_size"], sort=True)
+        .agg(
+            solve_time_median=("solve_time_median", "median"),
+            solve_time_min=("solve_time_min", "min"),
+            solve_time_max=("solve_time_max", "max"),
+            row_ok=("row_ok", "all"),
+        )
+        .reset_index()
+    )
+
+
 def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path, per_problem: bool = False) -> Path:
     """Median solve time per batch size (log-log), one line per solver, min-max spread shaded.
 
@@ -109,6 +126,7 @@ def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path
     """
     figure, ax = _new_figure()
     any_bad = False
+    rows = per_batch_size(rows[rows["solve_time_median"] > 0])
     for solver in style.solvers:
         mine = rows[rows["solver"] == solver].sort_values("batch_size")
         mine = mine[mine["solve_time_median"] > 0]
@@ -124,10 +142,11 @@ def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path
         if len(x) > 1:
             ax.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
         else:  # one batch size: a shaded band has no width, show the spread as an error bar
-            ax.errorbar(x, y, yerr=[y - low, high - y], color=color, capsize=4, fmt="none")
+            spread = [np.maximum(y - low, 0.0), np.maximum(high - y, 0.0)]
+            ax.errorbar(x, y, yerr=spread, color=color, capsize=4, fmt="none")
         any_bad |= _mark_unsuccessful(ax, x, y, mine["row_ok"].to_numpy(), color)
     if not ax.lines:
-        _no_data(ax, "no successful timing in this group")
+        _no_data(ax, "no solve time measured in this group")
     else:
         ax.set_yscale("log")
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
@@ -143,6 +162,7 @@ def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path
 def speedup_vs_batch(rows: pd.DataFrame, reference: str, style: SolverStyle, title: str, path: Path) -> Path:
     """Reference time / solver time per batch size (>1: faster than the reference)."""
     figure, ax = _new_figure()
+    rows = per_batch_size(rows[rows["solve_time_median"] > 0])
     ref = rows[rows["solver"] == reference].set_index("batch_size")["solve_time_median"]
     ref = ref[ref > 0]
     any_bad = False
