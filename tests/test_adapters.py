@@ -262,8 +262,7 @@ def test_workers_wrapper_matches_the_plain_adapter() -> None:
     if not plain.available:
         pytest.fail("quadprog is a declared dependency (extras 'solvers') and must be importable")
     expected = plain.solve(plain.setup(batch, LEVEL))
-    # fork keeps this test fast; the default start method (spawn) runs the same worker code.
-    wrapped = WorkersAdapter(plain, 2, start_method="fork")
+    wrapped = get_adapter("quadprog@2")
     prepared = wrapped.setup(batch, LEVEL)
     try:
         got = wrapped.solve(prepared)

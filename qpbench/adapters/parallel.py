@@ -1,21 +1,23 @@
 """Run a per-problem CPU adapter on several worker processes: ``<solver>@<workers>``.
 
 Each worker process owns one contiguous chunk of the batch for the lifetime of a prepared object:
-``setup`` starts the processes (spawn by default, fork on request) and has every worker run the
-base adapter's setup on its chunk (so OSQP setup, CVXPY compilation, ... stay in setup and in the
-worker); ``solve`` asks every worker to solve its chunk and stitches the outputs in batch order.
-This makes "a batched solver vs. a CPU solver on every core" a fair comparison. Each worker pins
-torch to one thread. The processes end when the prepared object is garbage collected or
-``close()``-d.
+``setup`` starts the processes and has every worker run the base adapter's setup on its chunk (so
+OSQP setup, CVXPY compilation, ... stay in setup, inside the worker); ``solve`` asks every worker
+to solve its chunk, all at once, and stitches the outputs in batch order. This makes "a batched
+solver vs. a CPU solver on every core" a fair comparison. Each worker pins torch to one thread.
+
+Workers are plain subprocesses (``python -m qpbench.adapters._worker``), not multiprocessing
+children, so the wrapper also works inside the runner's daemonic worker processes, which may not
+have multiprocessing children. They end when the prepared object is closed or garbage collected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import multiprocessing
-import uuid
+import subprocess
+import sys
 import weakref
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,28 +25,9 @@ import numpy as np
 import torch
 
 from qpbench.adapters._common import UNLIMITED, check_supported
+from qpbench.adapters._worker import receive, send
 from qpbench.adapters.base import Adapter, SolveOutput, Tolerance
 from qpbench.problem import NAMES, QPBatch
-
-START_METHODS = ("spawn", "fork", "forkserver")
-
-# Per worker process: prepared chunks by token.
-_WORKER_STATE: dict[str, tuple[Adapter, Any]] = {}
-
-
-def _worker_setup(token: str, base_name: str, arrays: dict[str, np.ndarray], tolerance: str,
-                  time_limit: float) -> None:
-    from qpbench.adapters.registry import get_adapter
-
-    torch.set_num_threads(1)
-    chunk = QPBatch(**{k: torch.from_numpy(v) for k, v in arrays.items()}, check="none")
-    adapter = get_adapter(base_name)
-    _WORKER_STATE[token] = (adapter, adapter.setup(chunk, tolerance, time_limit))
-
-
-def _worker_solve(token: str) -> SolveOutput:
-    adapter, prepared = _WORKER_STATE[token]
-    return adapter.solve(prepared)
 
 
 def chunk_bounds(batch_size: int, workers: int) -> list[tuple[int, int]]:
@@ -54,19 +37,25 @@ def chunk_bounds(batch_size: int, workers: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
-def _shutdown(executors: list[ProcessPoolExecutor]) -> None:
-    for ex in executors:
-        ex.shutdown(wait=False, cancel_futures=True)
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for proc in processes:
+        if proc.stdin is not None and not proc.stdin.closed:
+            with contextlib.suppress(OSError):  # already gone
+                proc.stdin.close()  # end of requests: the worker returns
+    for proc in processes:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 @dataclass
 class _Prepared:
-    token: str
-    executors: list[ProcessPoolExecutor]
+    processes: list[subprocess.Popen]
     bounds: list[tuple[int, int]]
-    n: int
-    m: int
-    k: int
     _finalizer: Any = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -74,21 +63,28 @@ class _Prepared:
             self._finalizer()
 
 
+def _reply(proc: subprocess.Popen, what: str) -> Any:
+    try:
+        kind, value = receive(proc.stdout)
+    except EOFError:
+        raise RuntimeError(f"worker process {proc.pid} died during {what} (exit code {proc.poll()})") from None
+    if kind != "ok":
+        raise RuntimeError(f"worker process {proc.pid} failed during {what}:\n{value}")
+    return value
+
+
 class WorkersAdapter(Adapter):
     """``base`` (a per-problem adapter) run on ``workers`` processes, one chunk of the batch each."""
 
-    def __init__(self, base: Adapter, workers: int, start_method: str = "spawn") -> None:
+    def __init__(self, base: Adapter, workers: int) -> None:
         if base.capabilities.batched:
             raise ValueError(
                 f"workers: {base.name} is batched already; only per-problem solvers take @workers"
             )
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive int, got {workers!r}")
-        if start_method not in START_METHODS:
-            raise ValueError(f"start_method must be one of {START_METHODS}, got {start_method!r}")
         self.base = base
         self.workers = workers
-        self.start_method = start_method
         self.name = f"{base.name}@{workers}"
         self.package = base.package
         self.capabilities = replace(base.capabilities, devices=("cpu",))
@@ -109,27 +105,34 @@ class WorkersAdapter(Adapter):
         check_supported(self, batch)
         level = Tolerance.parse(tolerance).value
         bounds = chunk_bounds(batch.batch_size, self.workers)
-        context = multiprocessing.get_context(self.start_method)
-        executors = [ProcessPoolExecutor(max_workers=1, mp_context=context) for _ in bounds]
-        token = uuid.uuid4().hex
-        prepared = _Prepared(token, executors, bounds, batch.n, batch.m, batch.k)
-        prepared._finalizer = weakref.finalize(prepared, _shutdown, executors)
+        processes: list[subprocess.Popen] = []
+        prepared = _Prepared(processes, bounds)
+        prepared._finalizer = weakref.finalize(prepared, _stop, processes)
         try:
-            futures = []
-            for ex, (start, stop) in zip(executors, bounds, strict=True):
+            # Start every process before feeding any: each imports torch first, in parallel.
+            for _ in bounds:
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "qpbench.adapters._worker"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                    )
+                )
+            for proc, (start, stop) in zip(processes, bounds, strict=True):
                 chunk = batch[start:stop]
                 arrays = {k: chunk.expanded(k).detach().to("cpu", torch.float64).numpy() for k in NAMES}
-                futures.append(ex.submit(_worker_setup, token, self.base.name, arrays, level, time_limit))
-            for fut in futures:
-                fut.result()
+                send(proc.stdin, ("setup", self.base.name, arrays, level, time_limit))
+            for proc in processes:
+                _reply(proc, "setup")
         except BaseException:
             prepared.close()
             raise
         return prepared
 
     def solve(self, prepared: _Prepared) -> SolveOutput:
-        futures = [ex.submit(_worker_solve, prepared.token) for ex in prepared.executors]
-        outputs = [fut.result() for fut in futures]
+        for proc in prepared.processes:  # all workers start before any answer is read
+            send(proc.stdin, ("solve",))
+        outputs = [_reply(proc, "solve") for proc in prepared.processes]
         return _concatenate(outputs, prepared.bounds)
 
 
@@ -142,11 +145,14 @@ def _concatenate(outputs: list[SolveOutput], bounds: list[tuple[int, int]]) -> S
     for out, (start, _) in zip(outputs, bounds, strict=True):
         for i, message in out.info.get("errors", {}).items():
             errors[start + i] = message
+    info: dict[str, Any] = {"workers": len(outputs)}
+    if errors:
+        info["errors"] = errors
     return SolveOutput(
         z=torch.cat([o.z for o in outputs]),
         status=np.concatenate([np.asarray(o.status, dtype=np.int64) for o in outputs]),
         lam=cat([o.lam for o in outputs]),
         nu=cat([o.nu for o in outputs]),
         iterations=None if any(i is None for i in iterations) else np.concatenate(iterations),
-        info={"errors": errors, "workers": len(outputs)} if errors else {"workers": len(outputs)},
+        info=info,
     )
