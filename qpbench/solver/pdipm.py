@@ -170,8 +170,13 @@ def initial_point(kkt: KKTSystem) -> Iterate:
     B, m = P.h.shape
     f = kkt.factor(P.h.new_ones(B, m))
     z, lam, nu = kkt.solve(f, -P.p, P.h, P.b)
+    # Where that system could not be solved, start from the neutral point z = 0, s = lam = 1.
+    ok = f.ok & torch.isfinite(z).all(-1) & torch.isfinite(lam).all(-1) & torch.isfinite(nu).all(-1)
+    z = torch.where(ok.unsqueeze(-1), z, 0)
+    nu = torch.where(ok.unsqueeze(-1), nu, 0)
     if m == 0:
         return Iterate(z, lam, lam, nu)
+    lam = torch.where(ok.unsqueeze(-1), lam, -1)
     s = -lam
 
     def shift(x: Tensor) -> Tensor:
@@ -284,19 +289,25 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
             d = newton_direction(kkt, f, it, r, it.s, settings.refine_steps)
             alpha = torch.ones(it.z.shape[0], dtype=dt, device=dev)
 
-        finite = f.ok & torch.isfinite(d.z).all(-1) & torch.isfinite(d.nu).all(-1)
-        if m:
-            finite = finite & torch.isfinite(d.s).all(-1) & torch.isfinite(d.lam).all(-1)
+        # A step is taken only if the factorization worked and the NEW iterate is finite (a finite
+        # but huge direction can still overflow in float32); otherwise regularize more and retry.
+        d = Iterate(*(torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0) for t in (d.z, d.s, d.lam, d.nu)))
+        a = alpha.unsqueeze(-1)
+        cand = Iterate(it.z + a * d.z, it.s + a * d.s, it.lam + a * d.lam, it.nu + a * d.nu)
+        finite = f.ok & torch.isfinite(alpha)
+        for t in (cand.z, cand.s, cand.lam, cand.nu):
+            if t.shape[-1]:
+                finite = finite & torch.isfinite(t).all(-1)
         take = active & finite
         bad = active & ~finite
         bad_steps[idx] = torch.where(bad, bad_steps[idx] + 1, torch.where(take, 0, bad_steps[idx]))
         kkt.rho = torch.where(bad, (kkt.rho * 100).clamp(max=_RHO_MAX), kkt.rho)
         kkt.delta = torch.where(bad, (kkt.delta * 100).clamp(max=_RHO_MAX), kkt.delta)
         kkt.shift = torch.where(bad, (kkt.shift * 100).clamp(min=10 * finfo.eps, max=_RHO_MAX), kkt.shift)
-        a = torch.where(take, alpha, torch.zeros_like(alpha)).unsqueeze(-1)
-        d = Iterate(*(torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0) for t in (d.z, d.s, d.lam, d.nu)))
-        last_dz = a * d.z
-        it = Iterate(it.z + last_dz, it.s + a * d.s, it.lam + a * d.lam, it.nu + a * d.nu)
+        keep = take.unsqueeze(-1)
+        last_dz = torch.where(keep, a * d.z, 0)
+        it = Iterate(*(torch.where(keep, new, old) for new, old in zip(
+            (cand.z, cand.s, cand.lam, cand.nu), (it.z, it.s, it.lam, it.nu), strict=True)))
         if m:
             tiny = finfo.tiny
             it.s.clamp_(min=tiny)
