@@ -38,12 +38,14 @@ def _full_basis(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
 
 def _random(name: str, shape: tuple[int, ...], count: int, batch_dims: int, gen: torch.Generator,
             like: Tensor) -> Tensor:
-    """``count`` random directions (count, batch_dims, *shape), each scaled to max-abs 1."""
+    """``count`` random directions (count, batch_dims, *shape), each of unit Frobenius norm
+    (like the basis directions of full mode, so a step moves the data by the same amount
+    whatever the parameter's size)."""
     d = torch.randn(count, batch_dims, *shape, generator=gen, dtype=torch.float64)
     if name == "Q":
         d = d + d.transpose(-1, -2)
     flat = d.reshape(count, batch_dims, -1)
-    d = (flat / flat.abs().amax(-1, keepdim=True).clamp_min(1e-300)).reshape(d.shape)
+    d = (flat / flat.norm(dim=-1, keepdim=True).clamp_min(1e-300)).reshape(d.shape)
     return d.to(device=like.device, dtype=like.dtype)
 
 
