@@ -311,6 +311,27 @@ def test_several_seeds_are_listed_apart_and_merged_in_plots(tmp_path: Path) -> N
     assert "plots/speedup-deg-fam-n5-m3-k0-float64-cpu-low.png" in text
 
 
+def test_test_set_problems_get_a_table_per_tolerance(tmp_path: Path) -> None:
+    def problem(name: str, solver: str, outcome: str, **fields: object) -> dict[str, object]:
+        return _row(family="maros_meszaros", problem=name, case_id=name, batch_size=1, solver=solver,
+                    outcome=outcome, **fields)  # fmt: skip
+
+    rows = [
+        problem("HS21", "a", "ok", solve_time_median=1e-3, n_success=1, n_solved=1),
+        problem("HS21", "b", "ok", solve_time_median=2e-3, n_success=0, n_solved=1),  # wrong answer
+        problem("HS21", "c", "timeout", error="no progress"),
+        problem("QPTEST", "a", "failed", error="ValueError: singular"),
+        problem("QPTEST", "b", "ok", solve_time_median=3e-3, n_success=1, n_solved=1),
+    ]
+    text = _build(tmp_path, rows)
+    title = "Solve time per problem — maros_meszaros, float64 on cpu, tolerance low, suite deg"
+    assert markdown_table(text, title) == [
+        ["HS21", "n=5 m=3 k=0", "1", "1.00e-03", "2.00e-03\\*", "timeout"],
+        ["QPTEST", "n=5 m=3 k=0", "1", "failed", "3.00e-03", "—"],
+    ]
+    assert "No generated batches were run" in text  # test-set rows get no batch-size plots
+
+
 def test_expected_infeasible_batches_count_detection_as_success() -> None:
     frame = load_table(FIXTURE).iloc[:0]
     rows = pd.DataFrame(

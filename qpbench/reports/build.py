@@ -55,6 +55,7 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None, ref
     else:
         blocks += _summary_sections(context)
         blocks += _batch_sections(context)
+        blocks += _test_set_sections(context)
         blocks += _gradient_section(context)
         blocks += _failure_section(context)
     blocks += _definitions_section()
@@ -336,6 +337,45 @@ def _batch_sections(ctx: _Context) -> list[Block]:
             title = f"Speed-up over {ctx.reference} vs B\n{short}"
             path = plots.speedup_vs_batch(measured, ctx.reference, ctx.style, title, ctx.plot_path(f"speedup-{slug}"))
             blocks.append(Image(path, title.replace("\n", ", ")))
+    return blocks
+
+
+def _test_set_sections(ctx: _Context) -> list[Block]:
+    """Per test set, dtype/device and tolerance: one line per problem, one column per solver."""
+    ran = ctx.frame[ctx.frame["problem"] != ""]
+    if ran.empty:
+        return []
+    blocks: list[Block] = [
+        Heading(2, "Test-set problems"),
+        Paragraph(
+            "Median solve time [s] per problem; `*` marks a run that did not succeed (see Failures), and a "
+            "word is the outcome of a row that gave no time (failed, timeout, crashed, oom, unsupported, "
+            "unavailable)."
+        ),
+    ]
+    keys = ["suite", "family", "dtype", "device", "tolerance"]
+    groups = sorted(
+        ran.groupby(keys, sort=True),
+        key=lambda item: (*item[0][:-1], summary.TOLERANCE_ORDER.get(item[0][-1], 9), item[0][-1]),
+    )
+    for (suite, family, dtype, device, tolerance), rows in groups:
+        solvers = [s for s in ctx.solvers if s in set(rows["solver"])]
+        cells: dict[tuple[str, float], dict[str, str]] = {}
+        sizes: dict[tuple[str, float], str] = {}
+        for r in rows.itertuples():
+            key = (r.problem, r.batch_size)
+            sizes[key] = fmt.sizes(r.n, r.m, r.k)
+            if r.outcome == ROW_OK and pd.notna(r.solve_time_median):
+                cell = fmt.sci(r.solve_time_median) + ("" if r.row_ok else "*")
+            else:
+                cell = r.outcome or fmt.DASH
+            cells.setdefault(key, {})[r.solver] = cell
+        body = []
+        for key in sorted(cells):
+            by_solver = cells[key]
+            body.append((key[0], sizes[key], fmt.integer(key[1]), *(by_solver.get(s, fmt.DASH) for s in solvers)))
+        title = f"Solve time per problem — {family}, {dtype} on {device}, tolerance {tolerance}, suite {suite}"
+        blocks.append(table(title, ("problem", "sizes", "B", *solvers), body))
     return blocks
 
 

@@ -50,8 +50,8 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) 
 
 
 def _md_cell(text: str) -> str:
-    # A pipe or newline inside a cell would break the Markdown table.
-    return text.replace("|", "\\|").replace("\n", " ")
+    # A pipe or newline would break the table; a star could start emphasis.
+    return text.replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
 
 
 def to_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
