@@ -231,4 +231,5 @@ def _write_environment(out: Path, config: BenchConfig) -> None:
     record = environment_record(f"relu-{int(time.time())}", {"name": "relu", "config": vars(config)},
                                 torch.get_num_threads(), "in-process")
     record["load_average"] = os.getloadavg()
-    (out / f"environment-{config.net}.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    path = out / f"environment-{config.net}-{int(time.time())}.json"  # one per run, never overwritten
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
