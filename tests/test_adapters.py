@@ -73,9 +73,9 @@ def _scale(batch: QPBatch) -> float:
     return max(1.0, max(float(t.abs().max()) for t in batch.tensors().values() if t.numel()))
 
 
-def agreement(adapter: Adapter, batch: QPBatch, ref) -> dict[str, float]:
-    """Solve ``batch`` and measure it against ``ref`` (only problems the reference solved)."""
-    out = adapter.solve(adapter.setup(batch, LEVEL, 30.0))
+def agreement(adapter: Adapter, batch: QPBatch, ref, level: Tolerance = LEVEL) -> dict[str, float]:
+    """Solve ``batch`` at ``level`` and measure it against ``ref``."""
+    out = adapter.solve(adapter.setup(batch, level, 30.0))
     assert out.z.shape == (batch.batch_size, batch.n) and out.z.dtype == torch.float64
     assert len(out.status) == batch.batch_size
     statuses = [Status(int(s)) for s in out.status]
@@ -84,7 +84,7 @@ def agreement(adapter: Adapter, batch: QPBatch, ref) -> dict[str, float]:
     rel = (obj - ref.objective).abs() / ref.objective.abs().clamp_min(1.0)
     has_duals = out.lam is not None and out.nu is not None
     # The suite's success test per problem: 'solved' and residuals within tolerance.
-    tol = RESIDUAL_FACTOR * LEVEL.eps * _scale(batch)
+    tol = RESIDUAL_FACTOR * level.eps * _scale(batch)
     within = res["primal"] <= tol
     if has_duals:
         within &= (res["dual"] <= 10 * tol) & (res["gap"] <= 10 * tol)
@@ -361,7 +361,7 @@ def test_solvers_command_lists_every_adapter(capsys: pytest.CaptureFixture[str])
 
 
 # ----------------------------------------------------------------------------- the table
-def conformance_table() -> list[dict[str, object]]:
+def conformance_table(level: Tolerance = LEVEL) -> list[dict[str, object]]:
     """Per adapter: version and the worst agreement over the families it took."""
     rows = []
     for name, adapter in _adapters().items():
@@ -372,7 +372,7 @@ def conformance_table() -> list[dict[str, object]]:
             if adapter.unsupported_reason(batch) is not None:
                 refused.append(family)
                 continue
-            found = agreement(adapter, batch, _reference(family))
+            found = agreement(adapter, batch, _reference(family), level)
             if family in INFEASIBLE:
                 claims = sum(s == Status.SOLVED for s in found["statuses"])
                 if claims:
@@ -391,8 +391,9 @@ def conformance_table() -> list[dict[str, object]]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="print every adapter's agreement with the reference")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--level", default=LEVEL.value, choices=[t.value for t in Tolerance])
     args = parser.parse_args()
-    table = conformance_table()
+    table = conformance_table(Tolerance(args.level))
     if args.json:
         print(json.dumps(table, indent=2))
     else:
