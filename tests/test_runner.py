@@ -145,6 +145,23 @@ class InterruptingAdapter(ExactAdapter):
         return super().solve(prepared)
 
 
+CALL_LOG: list[tuple[str, int]] = []
+
+
+class RecordingAdapter(ExactAdapter):
+    """Logs each setup and solve with the batch size it saw."""
+
+    name = "recording"
+
+    def setup(self, batch: QPBatch, tolerance: Tolerance, time_limit: float) -> Any:
+        CALL_LOG.append(("setup", batch.batch_size))
+        return batch
+
+    def solve(self, prepared: QPBatch) -> SolveOutput:
+        CALL_LOG.append(("solve", prepared.batch_size))
+        return super().solve(prepared)
+
+
 def spec(cls: type) -> str:
     return f"{HERE}:{cls.__name__}"
 
@@ -249,6 +266,20 @@ def test_rows_hold_accuracy_timing_and_calibration(tmp_path: Path) -> None:
     env = json.loads((out / "environment.json").read_text())
     assert env["run_id"] == table["run_id"].iloc[0]
     assert env["torch_threads"] == 1 and env["cpu_cores"] >= 1 and "torch" in env["libraries"]
+
+
+def test_warmups_then_one_timed_setup_then_repeats() -> None:
+    from qpbench.runner.measure import run_measurement
+
+    batch = unconstrained(4, 3, None, None, seed=0, dtype=torch.float64, device="cpu")
+    CALL_LOG.clear()
+    raw = run_measurement(spec(RecordingAdapter), batch, "mid", 5.0, warmups=2, repeats=3, threads=None)
+    # warm-up 1 on the first problem only, timed setup, warm-up 2 on the batch, 3 timed solves
+    assert CALL_LOG == [("setup", 1), ("solve", 1), ("setup", 4)] + [("solve", 4)] * 4
+    assert len(raw["solve_times"]) == 3 and len(raw["setup_times"]) == 1
+    CALL_LOG.clear()
+    run_measurement(spec(RecordingAdapter), batch, "mid", 5.0, warmups=0, repeats=1, threads=None)
+    assert CALL_LOG == [("setup", 4), ("solve", 4)]
 
 
 def test_reference_objective_error_uses_the_reference_solve(tmp_path: Path, monkeypatch: Any) -> None:

@@ -4,12 +4,13 @@ Runs inside a worker process (or in the runner's own process with ``--in-process
 raw per-problem arrays; :func:`summarize` turns them into results-table fields in the parent, so
 the accuracy rules live in one pure, testable function.
 
-Timing, when ``warmups`` > 0: one untimed setup + solve of the batch's first problem (imports,
-code paths, caches: cheap, whatever B is), then the timed setup of the whole batch, then
-``warmups`` untimed and ``repeats`` timed solves of that prepared batch (adapters promise
-repeatable solves). Setup is timed once: it is a one-off cost per batch in use, and repeating
-CVXPY's canonicalization of B problems several times would dominate a suite's budget without
-telling more. With ``warmups`` = 0 everything is measured cold.
+Timing: warm-up run 1 (when ``warmups`` >= 1) is an untimed setup + solve of the batch's first
+problem only (imports, code paths, caches: cheap, whatever B is); then the timed setup of the
+whole batch; then warm-up runs 2..``warmups`` as untimed solves of the whole prepared batch
+(shape-specific caches, CUDA kernels and allocator pools), then ``repeats`` timed solves
+(adapters promise repeatable solves). Setup is timed once: it is a one-off cost per batch in
+use, and repeating CVXPY's canonicalization of B problems several times would dominate a
+suite's budget without telling more. With ``warmups`` = 0 everything is measured cold.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def run_measurement(
             adapter.solve(first)
         phase("setup")
         prepared, setup_seconds = timed_call(lambda: adapter.setup(batch, tol, time_limit), device)
-        for i in range(warmups):
+        for i in range(1, warmups):
             phase(f"warm-up solve {i + 1}")
             adapter.solve(prepared)
         times = []
