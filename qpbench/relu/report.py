@@ -99,7 +99,11 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_traces(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per network: best value found vs time (log time axis), one line per method."""
+    """One PNG per network: gap of the best value found to the best known value, vs time.
+
+    The reference is the proven MIP optimum where there is one, else the best value any method
+    found; both axes are logarithmic (a gap of 0 is drawn at 1e-9).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,28 +111,23 @@ def plot_traces(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
     written = []
     for net in dict.fromkeys(r["network"] for r in rows):
+        mine = sorted((r for r in rows if r["network"] == net and r["kind"] == "search" and r.get("trace")),
+                      key=lambda r: _method_key(r["method"]))
+        if not mine:
+            continue
+        optima = [r["optimum"] for r in rows if r["network"] == net and r.get("optimum") is not None]
+        reference = optima[0] if optima else max(r["best_value"] for r in mine if r.get("best_value") is not None)
         fig, ax = plt.subplots(figsize=(6, 4))
-        drew = False
-        for r in sorted((r for r in rows if r["network"] == net and r["kind"] == "search"),
-                        key=lambda r: _method_key(r["method"])):
-            trace = [(max(t, 1e-3), v) for t, v in r.get("trace") or []]
-            if not trace:
-                continue
+        for r in mine:
+            trace = [(max(t, 1e-3), max(reference - v, 1e-9)) for t, v in r["trace"]]
             end = max(r.get("seconds") or trace[-1][0], trace[-1][0])
             times = [t for t, _ in trace] + [end]
-            values = [v for _, v in trace] + [trace[-1][1]]
-            ax.step(times, values, where="post", label=r["method"])
-            drew = True
-        optima = [r["optimum"] for r in rows if r["network"] == net and r.get("optimum") is not None]
-        optimum = optima[0] if optima else None
-        if optimum is not None:
-            ax.axhline(optimum, color="k", linestyle=":", linewidth=1, label="MIP optimum")
-        if not drew:
-            plt.close(fig)
-            continue
+            gaps = [g for _, g in trace] + [trace[-1][1]]
+            ax.step(times, gaps, where="post", label=r["method"])
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlabel("seconds")
-        ax.set_ylabel("best f found")
+        ax.set_ylabel("MIP optimum − best f" if optima else "best known − best f")
         ax.set_title(net)
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -165,7 +164,8 @@ def write_report(out: Path) -> Path:
     if env:
         text += "\n## Environment\n\n" + "\n".join(env) + "\n"
     if plots:
-        text += "\n## Best value vs time\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
+        images = "\n".join(f"![{p.stem}]({p.name})" for p in plots)
+        text += "\n## Gap to the best known value vs time\n\n" + images + "\n"
     path = Path(out) / "report.md"
     path.write_text(text, encoding="utf-8")
     return path
