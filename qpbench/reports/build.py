@@ -224,8 +224,13 @@ def _summary_sections(ctx: _Context) -> list[Block]:
         )
         order = {s: i for i, s in enumerate(ctx.solvers)}
         geo = geo.assign(_order=geo["solver"].map(order)).sort_values("_order")
-        geo_rows = [(r.solver, fmt.ratio(r.relative), fmt.sci(r.geomean), int(r.cases)) for r in geo.itertuples()]
-        headers = ("solver", "relative (1.0 = best)", "shifted geomean [s]", "cases it ran")
+        geo_rows = [
+            (r.solver, fmt.ratio(r.relative), fmt.sci(r.geomean), fmt.sci(r.min), fmt.sci(r.median), fmt.sci(r.max),
+             int(r.cases))
+            for r in geo.itertuples()
+        ]  # fmt: skip
+        headers = ("solver", "relative (1.0 = best)", "shifted geomean [s]", "min [s]", "median [s]", "max [s]",
+                   "cases it ran")  # fmt: skip
         blocks.append(table(geo_title, headers, geo_rows))
         if geo.empty:
             blocks.append(Paragraph("No solver succeeded on any case here, so there is no ranking by time."))

@@ -138,16 +138,17 @@ def penalty_time(rows: pd.DataFrame, time_limit: float | None) -> float:
 
 
 def penalized_geomeans(rows: pd.DataFrame, time_limit: float | None) -> tuple[pd.DataFrame, float, float]:
-    """(per solver: cases, geomean seconds, relative with best = 1.0; shift; penalty).
+    """(per solver: cases, geomean seconds, relative with best = 1.0, min/median/max of the penalized
+    times; shift; penalty).
 
     Empty when no solver succeeded on any case: a ranking of penalties alone means nothing.
     """
     penalty = penalty_time(rows, time_limit)
     shift = metrics.default_shift(rows)
     if not (rows["row_ok"] & rows["outcome"].isin(ATTEMPTED)).any():
-        return pd.DataFrame(columns=["solver", "cases", "geomean", "relative"]), shift, penalty
+        return pd.DataFrame(columns=["solver", "cases", "geomean", "relative", "min", "median", "max"]), shift, penalty
     table = metrics.runtime_summary(rows, time_limit=penalty, shift=shift)
-    return table[["solver", "cases", "geomean", "relative"]], shift, penalty
+    return table[["solver", "cases", "geomean", "relative", "min", "median", "max"]], shift, penalty
 
 
 def performance_profile(rows: pd.DataFrame, solvers: list[str], time_limit: float) -> tuple[pd.DataFrame, int]:
