@@ -343,3 +343,11 @@ def test_inhouse_gradients_match_finite_differences_when_q_is_singular():
     report = check_gradients(batch, [InHouseAdapter()], "full", threshold=1e-6)
     assert report.problems_compared == 2
     assert report.passed(), report.format()
+
+
+def test_auto_mode_uses_random_directions_above_ten_variables():
+    small = check_gradients(strict_batch(B=1, n=4, m=2, k=1), [ExactAdapter()])
+    large = check_gradients(strict_batch(B=1, n=12, m=4, k=1), [ExactAdapter()], directions_per_parameter=3)
+    assert small.meta["mode"] == "full" and large.meta["mode"] == "directional"
+    assert set(large.table.compared) == {3}  # three directions per parameter, one problem
+    assert large.passed(), large.format()
