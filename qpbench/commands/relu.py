@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default: 1, the thread count HiGHS and Gurobi get here, "
                         "so LP and MIP timings compare like with like)")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="re-measure only the LP throughput rows of these networks (random "
+                        "networks are identical for a seed; trained ones are retrained)")
     parser.add_argument("--quick", action="store_true",
                         help="a small network with short budgets, under a minute (for tests)")
     parser.add_argument("--out", type=Path, default=Path("reports/relu"), help="output directory")
@@ -63,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from qpbench.relu.bench import BenchConfig, run
+    from qpbench.relu.bench import BenchConfig, run, run_throughput_only
     from qpbench.relu.report import write_report
 
     if args.threads < 1:
@@ -86,7 +89,10 @@ def main(args: argparse.Namespace) -> int:
             settings[key] = min(settings[key], cap)
     config = BenchConfig(**settings)
     start = time.perf_counter()
-    run(config, args.out)
+    if args.throughput_only:
+        run_throughput_only(config, args.out)
+    else:
+        run(config, args.out)
     report = write_report(args.out)
     print(f"wrote {report} in {time.perf_counter() - start:.0f} s")
     return 0
