@@ -332,9 +332,9 @@ def test_inhouse_float32_gradients_are_within_float32_accuracy():
     assert not report.warnings
 
 
-@pytest.mark.xfail(strict=True, reason="in-house backward is wrong on problems with singular Q "
-                   "(lasso: relative errors ~0.4-1 with forward error 7e-10; cvxpylayers matches "
-                   "finite differences to 4e-9 there). Remove this mark once fixed.")
+@pytest.mark.xfail(strict=True, reason="in-house backward in the 'primal' KKT form is wrong when Q "
+                   "is singular (lasso: relative errors up to 1 with forward error 7e-10; the 'dual' "
+                   "form gives 6e-9, cvxpylayers 4e-9). Remove this mark once fixed.")
 def test_inhouse_gradients_match_finite_differences_when_q_is_singular():
     from qpbench.adapters.inhouse import InHouseAdapter
     from qpbench.generators import generate
