@@ -40,7 +40,7 @@ class Config:
 SUDOKU_QUICK = Config(train_size=200, test_size=100, epochs=2, batch_size=50, quick=True)
 SUDOKU_FULL = Config(train_size=2000, test_size=500, epochs=6, batch_size=100, quick=False, fc_epochs=50)
 DENOISE_QUICK = Config(train_size=100, test_size=50, epochs=1, batch_size=50, quick=True)
-DENOISE_FULL = Config(train_size=300, test_size=100, epochs=5, batch_size=50, quick=False, fc_epochs=300)
+DENOISE_FULL = Config(train_size=300, test_size=100, epochs=10, batch_size=25, quick=False, fc_epochs=300)
 TV_GRID_QUICK = [10.0, 20.0, 30.0]
 TV_GRID_FULL = [10.0, 15.0, 20.0, 25.0, 30.0]
 
@@ -50,7 +50,7 @@ def _epochs(config: Config, model: str) -> int:
 
 
 def _with_time(curve: Curve) -> dict[str, float]:
-    return {**curve.final(), "train_seconds": curve.seconds[-1]}
+    return {**curve.final(), "train_seconds": curve.seconds[-1], "epochs": curve.epochs[-1]}
 
 
 def _record(config: Config, solver: str, curves: list[Curve], final: dict[str, Any], **extra: Any) -> dict:
@@ -82,7 +82,8 @@ def run_sudoku(config: Config, solver: str, out: Path, log: Callable[[str], None
               evaluate=sudoku.accuracy, seed=config.seed, log=log)
         for name, (model, lr) in models.items()
     ]
-    record = _record(config, solver, curves, {c.name: _with_time(c) for c in curves})
+    record = _record(config, solver, curves,
+                     {c.name: {**_with_time(c), "lr": models[c.name][1]} for c in curves})
     report.save_experiment(out, "sudoku", record)
     report.plot_curves(out / "sudoku_curves.png", curves, "board_acc", "Sudoku 4×4")
     report.write_table(out)
@@ -106,7 +107,8 @@ def run_denoise(config: Config, solver: str, out: Path, log: Callable[[str], Non
 
     models = {
         "fc": (denoising.FCDenoiser(seed=config.seed), 1e-3),
-        "optnet_pure": (denoising.OptNetDenoiser.random(qp, seed=config.seed), 1e-2),
+        # From random D the entries must grow ~100x within few steps: a large lr.
+        "optnet_pure": (denoising.OptNetDenoiser.random(qp, seed=config.seed), 5e-2),
         # Starting from TV, large steps on ~10^4 entries of D undo its structure: smaller lr.
         "optnet_tv_tuned": (denoising.OptNetDenoiser.from_tv(qp, lam), 1e-3),
     }
@@ -115,7 +117,7 @@ def run_denoise(config: Config, solver: str, out: Path, log: Callable[[str], Non
               evaluate=denoising.mse_metric, seed=config.seed, log=log)
         for name, (model, lr) in models.items()
     ]
-    final = {c.name: _with_time(c) for c in curves}
+    final = {c.name: {**_with_time(c), "lr": models[c.name][1]} for c in curves}
     final["tv"] = {"mse": tv_mse}
     final["noisy"] = {"mse": noisy_mse}
     record = _record(config, solver, curves, final, tv_lambda=lam,

@@ -53,12 +53,13 @@ def write_table(out: Path) -> Path:
         rec = json.loads(sudoku.read_text())
         lines += [f"## Sudoku 4×4 ({_setup_line(rec)})", "",
                   "| model | test boards solved | test cells correct | test blank cells correct "
-                  "| test MSE | train s | paper |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| test MSE | epochs | Adam lr | train s | paper |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for key, final in rec["final"].items():
             lines.append(
                 f"| {LABELS.get(key, key)} | {_pct(final.get('board_acc'))} | {_pct(final.get('cell_acc'))} "
                 f"| {_pct(final.get('blank_cell_acc'))} | {_fmt(final.get('test_loss'))} "
+                f"| {final.get('epochs', '—')} | {final.get('lr', '—')} "
                 f"| {_fmt(final.get('train_seconds'), 4)} | {PAPER_SUDOKU.get(key, '—')} |"
             )
         lines += ["", "![sudoku learning curves](sudoku_curves.png)", ""]
@@ -66,10 +67,12 @@ def write_table(out: Path) -> Path:
     if denoise.exists():
         rec = json.loads(denoise.read_text())
         lines += [f"## Denoising ({_setup_line(rec)})", "",
-                  "| model | test MSE | train s | paper test MSE |", "| --- | --- | --- | --- |"]
+                  "| model | test MSE | epochs | Adam lr | train s | paper test MSE |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for key, final in rec["final"].items():
             paper = PAPER_DENOISING_MSE.get(key)
             lines.append(f"| {LABELS.get(key, key)} | {_fmt(final.get('mse'), 4)} "
+                         f"| {final.get('epochs', '—')} | {final.get('lr', '—')} "
                          f"| {_fmt(final.get('train_seconds'), 4)} | {_fmt(paper)} |")
         lines += ["", f"Best TV λ on the training subset: {rec['tv_lambda']} "
                   f"(grid MSE: {', '.join(f'{k}: {v:.2f}' for k, v in rec['tv_grid_mse'].items())}).",
