@@ -27,6 +27,7 @@ import pandas as pd
 # they are repeated so that a case_id scheme that omits one still keys correctly).
 KEY_COLUMNS: tuple[str, ...] = ("case_id", "solver", "batch_size", "dtype", "device", "tolerance")
 CALIBRATION = "calibration"  # the reference name of the calibration kernel (calibration_time)
+AUTO = "auto"  # references: the calibration kernel and every solver not judged
 _FAILURE_COUNTS = (
     "n_primal_infeasible",
     "n_dual_infeasible",
@@ -53,7 +54,7 @@ class CompareOptions:
     """Thresholds of the check; every default is explained in ``problems/regression.md``."""
 
     solvers: tuple[str, ...] = ("inhouse",)  # whose rows are judged (others may serve as references)
-    references: tuple[str, ...] = (CALIBRATION,)  # speed references: "calibration" and/or solver names
+    references: tuple[str, ...] = (AUTO,)  # speed references: "calibration", solver names, or "auto"
     speed: bool = True  # False: judge accuracy only
     # Per-case speed margin: "auto" derives it from the repeats' spread (never below speed_floor);
     # a number fixes it (0.3 = fail when the time ratio grew by more than 30 %).
@@ -117,7 +118,7 @@ class CaseDiff:
 
 @dataclass
 class Aggregate:
-    """Geometric mean of the per-case ratio changes."""
+    """Noise-weighted geometric mean of the per-case ratio changes."""
 
     change: float
     margin: float
@@ -225,11 +226,12 @@ def _compare_once(baseline: pd.DataFrame, current: pd.DataFrame, options: Compar
 
     regressions: list[Regression] = []
     cases: list[CaseDiff] = []
+    speeds = _speed_diffs(common, base_rows, cur_rows, options) if options.speed else {}
     for key in common:
         diff = CaseDiff(_label(key), base_rows[key], cur_rows[key])
         found = _accuracy_findings(diff.case, diff.baseline, diff.current, options)
         if options.speed:
-            diff.speed, diff.speed_note = _speed_diff(key, base_rows, cur_rows, options)
+            diff.speed, diff.speed_note = speeds[key]
             if diff.speed is not None and diff.speed.regressed:
                 s = diff.speed
                 found.append(
@@ -435,79 +437,135 @@ def _typical_noise(rows: dict[tuple, dict[str, Any]]) -> float:
     return noises[len(noises) // 2] if noises else 0.0
 
 
-def _reference(
-    key: tuple, rows: dict[tuple, dict[str, Any]], references: Sequence[str], typical: float = 0.0
-) -> tuple[float, float, list[str]]:
-    """Geometric mean of the available references of a case, its noise, and which were used."""
+@dataclass
+class _Timing:
+    """One reference's time of a case in one table, and the noise it carries."""
+
+    seconds: float
+    noise: float
+
+
+def _reference_times(
+    key: tuple, rows: dict[tuple, dict[str, Any]], names: Sequence[str], typical: float
+) -> dict[str, _Timing]:
+    """The case's reference times in one table, by reference name (missing ones left out)."""
     row = rows[key]
-    logs: list[float] = []
-    noises: list[float] = []
-    used: list[str] = []
-    for name in references:
+    found: dict[str, _Timing] = {}
+    for name in names:
         if name == CALIBRATION:
             t = _num(row, "calibration_time")
-            noise = max(_noise(row), typical)  # one sample: assume the run's typical noise
+            noise = typical  # its repeats' spread is not recorded: assume the run's typical noise
         else:
             other = rows.get((key[0], name, *key[2:]))
             if other is None or str(other.get("outcome")) != "ok":
                 continue
             t = _num(other, "solve_time_median")
             noise = max(_noise(other), typical)
-        if math.isnan(t) or t <= 0:
-            continue
-        logs.append(math.log(t))
-        noises.append(noise)
-        used.append(name)
-    if not logs:
-        return math.nan, math.nan, used
-    return math.exp(sum(logs) / len(logs)), sum(noises) / len(noises), used
+        if t > 0:  # False for NaN too
+            found[name] = _Timing(t, noise)
+    return found
 
 
-def _speed_diff(
-    key: tuple,
+def _reference_names(options: CompareOptions, rows: dict[tuple, dict[str, Any]]) -> list[str]:
+    """``auto`` is the calibration kernel plus every solver that is not judged."""
+    names: list[str] = []
+    for name in options.references:
+        if name == AUTO:
+            others = sorted({k[1] for k in rows} - set(options.solvers))
+            names += [CALIBRATION, *others]
+        else:
+            names.append(name)
+    return list(dict.fromkeys(names))
+
+
+def _speed_diffs(
+    keys: list[tuple],
     base_rows: dict[tuple, dict[str, Any]],
     cur_rows: dict[tuple, dict[str, Any]],
     options: CompareOptions,
-) -> tuple[SpeedDiff | None, str]:
-    base, cur = base_rows[key], cur_rows[key]
-    if str(base.get("outcome")) != "ok" or str(cur.get("outcome")) != "ok":
-        return None, "not timed (outcome not ok)"
-    b_time, c_time = _num(base, "solve_time_median"), _num(cur, "solve_time_median")
-    if not (b_time > 0 and c_time > 0):
-        return None, "no solve time"
-    # Only references present in both tables keep the two ratios comparable.
-    b_ref_names = _reference(key, base_rows, options.references)[2]
-    c_ref_names = _reference(key, cur_rows, options.references)[2]
-    shared = [name for name in b_ref_names if name in c_ref_names]
-    if not shared:
-        return None, "no reference time in both tables"
+) -> dict[tuple, tuple[SpeedDiff | None, str]]:
+    """Time-ratio change and noise margin of every case.
+
+    The reference code does not change between the tables, so each reference's change
+    ln(current / baseline) should be the same machine factor in every case and the same for every
+    reference. How far a case's reference changes stray from that (from the median over cases,
+    and from each other) is measured noise of the reference, added to the margin: a kernel that
+    a busy machine slowed 100x in one run cannot pass for a 100x faster solver.
+    """
+    names = _reference_names(options, {**base_rows, **cur_rows})
     b_typical, c_typical = _typical_noise(base_rows), _typical_noise(cur_rows)
-    b_ref, b_ref_noise, _ = _reference(key, base_rows, shared, b_typical)
-    c_ref, c_ref_noise, _ = _reference(key, cur_rows, shared, c_typical)
-    noise = max(_noise(base), b_typical) + max(_noise(cur), c_typical) + b_ref_noise + c_ref_noise
-    if options.speed_threshold == "auto":
-        margin = max(options.speed_floor, math.exp(options.noise_k * noise) - 1.0)
-    else:
-        margin = float(options.speed_threshold)
-    diff = SpeedDiff(b_time / b_ref, c_time / c_ref, margin)
-    return diff, "vs " + "+".join(shared)
+    out: dict[tuple, tuple[SpeedDiff | None, str]] = {}
+    pending: dict[tuple, tuple[float, float, float, dict[str, _Timing], dict[str, _Timing]]] = {}
+    changes: dict[str, list[float]] = {}
+    for key in keys:
+        base, cur = base_rows[key], cur_rows[key]
+        if str(base.get("outcome")) != "ok" or str(cur.get("outcome")) != "ok":
+            out[key] = (None, "not timed (outcome not ok)")
+            continue
+        b_time, c_time = _num(base, "solve_time_median"), _num(cur, "solve_time_median")
+        if not (b_time > 0 and c_time > 0):
+            out[key] = (None, "no solve time")
+            continue
+        b_refs = _reference_times(key, base_rows, names, b_typical)
+        c_refs = _reference_times(key, cur_rows, names, c_typical)
+        shared = [name for name in names if name in b_refs and name in c_refs]
+        if not shared:
+            out[key] = (None, "no reference time in both tables")
+            continue
+        b_refs = {name: b_refs[name] for name in shared}
+        c_refs = {name: c_refs[name] for name in shared}
+        for name in shared:
+            changes.setdefault(name, []).append(math.log(c_refs[name].seconds / b_refs[name].seconds))
+        own_noise = max(_noise(base), b_typical) + max(_noise(cur), c_typical)
+        pending[key] = (b_time, c_time, own_noise, b_refs, c_refs)
+
+    machine = {name: _median(values) for name, values in changes.items() if len(values) >= 3}
+    for key, (b_time, c_time, own_noise, b_refs, c_refs) in pending.items():
+        ref_noises, ref_changes = [], []
+        for name in b_refs:
+            change = math.log(c_refs[name].seconds / b_refs[name].seconds)
+            stray = abs(change - machine[name]) if name in machine else 0.0
+            ref_noises.append(max(b_refs[name].noise + c_refs[name].noise, stray))
+            ref_changes.append(change)
+        disagreement = (max(ref_changes) - min(ref_changes)) / 2  # 0 with a single reference
+        noise = own_noise + sum(ref_noises) / len(ref_noises) + disagreement
+        if options.speed_threshold == "auto":
+            margin = max(options.speed_floor, math.exp(options.noise_k * noise) - 1.0)
+        else:
+            margin = float(options.speed_threshold)
+        b_ref = _geomean([t.seconds for t in b_refs.values()])
+        c_ref = _geomean([t.seconds for t in c_refs.values()])
+        out[key] = (SpeedDiff(b_time / b_ref, c_time / c_ref, margin), "vs " + "+".join(b_refs))
+    return out
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def _geomean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def _aggregate(cases: list[CaseDiff], options: CompareOptions) -> Aggregate | None:
+    """Noise-weighted geometric mean of the ratio changes.
+
+    Each case's log-change is weighted by 1 / sigma^2 with sigma = ln(1 + its margin), so a case
+    whose timings are known to be wild cannot drag the mean; with equal noise this is the plain
+    geometric mean. Its own noise is 1 / sqrt(sum of weights): sigma / sqrt(N) for N equal cases.
+    """
     timed = [c.speed for c in cases if c.speed is not None]
     if not timed:
         return None
-    log_changes = [math.log(s.change) for s in timed]
-    change = math.exp(sum(log_changes) / len(log_changes))
+    weights = [1.0 / max(math.log1p(s.margin), 1e-6) ** 2 for s in timed]
+    total = sum(weights)
+    mean = sum(w * math.log(s.change) for w, s in zip(weights, timed, strict=True)) / total
+    margin = options.aggregate_threshold
     if options.speed_threshold == "auto":
-        # The mean of N independent noises shrinks like 1/sqrt(N); the typical case noise is the
-        # median of the per-case margins expressed as log-noise.
-        noises = sorted(math.log1p(s.margin) for s in timed)
-        typical = noises[len(noises) // 2]
-        margin = max(options.aggregate_threshold, math.expm1(typical / math.sqrt(len(timed))))
-    else:
-        margin = options.aggregate_threshold
-    return Aggregate(change, margin, len(timed))
+        margin = max(margin, math.expm1(1.0 / math.sqrt(total)))
+    return Aggregate(math.exp(mean), margin, len(timed))
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -540,7 +598,7 @@ def _render(comp: Comparison) -> str:
         if case.speed is not None:
             s = case.speed
             ratio = f"{s.baseline_ratio:.3g} → {s.current_ratio:.3g} ({case.speed_note})"
-            change = f"{s.change:.2f}x (±{s.margin:.0%})"
+            change = f"{s.change:.2f}x (limit {1 + s.margin:.3g}x)"
         else:
             ratio, change = case.speed_note or "-", "-"
         verdict = "REGRESSED: " + ", ".join(case.findings) if case.findings else "ok"

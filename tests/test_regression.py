@@ -236,6 +236,26 @@ def test_reference_solver_in_the_same_run_can_replace_calibration() -> None:
     assert "time_ratio_geomean" in [r.metric for r in result.regressions]
 
 
+def test_calibration_straying_from_the_machine_factor_is_noise_not_a_regression() -> None:
+    base = make_table()
+    # One case's calibration kernel ran 100x faster in the current run (it had been stalled by
+    # load in that moment), while every other case's stayed put: its time ratio grows 100x.
+    current = set_value(base, 3, "calibration_time", base.loc[3, "calibration_time"] / 100)
+    result = compare_tables(base, current)
+    assert result.ok, result.render()
+    stray = next(c for c in result.cases if case_id(3) in c.case)
+    assert stray.speed is not None and stray.speed.change == pytest.approx(100.0)
+    assert stray.speed.margin > 99  # the stray itself is the measured noise
+
+
+def test_auto_references_use_calibration_and_the_other_solvers() -> None:
+    table = make_table(with_reference_solver=True)
+    result = compare_tables(table, table.copy())
+    assert {c.speed_note for c in result.cases} == {"vs calibration+qpth"}
+    only_calibration = compare_tables(table, table.copy(), CompareOptions(references=("calibration",)))
+    assert {c.speed_note for c in only_calibration.cases} == {"vs calibration"}
+
+
 def test_case_without_any_reference_is_not_timed() -> None:
     table = make_table()
     table["calibration_time"] = None

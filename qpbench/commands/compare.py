@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         action="append",
         default=None,
-        help="speed reference: 'calibration' (the run's batched-Cholesky kernel) or a solver name "
-        "measured in the same run (repeatable; default: calibration)",
+        help="speed reference: 'calibration' (the run's batched-Cholesky kernel), a solver name "
+        "measured in the same run, or 'auto' (the calibration kernel and every solver not judged) "
+        "(repeatable; default: auto)",
     )
     parser.add_argument(
         "--speed-threshold",
@@ -120,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         options = CompareOptions(
             solvers=tuple(args.solver or ["inhouse"]),
-            references=tuple(args.reference or ["calibration"]),
+            references=tuple(args.reference or ["auto"]),
             speed=not args.no_speed,
             speed_threshold=parse_speed_threshold(args.speed_threshold),
             aggregate_threshold=args.aggregate_threshold,
