@@ -426,3 +426,15 @@ def test_suites_command_lists_every_suite(capsys: Any) -> None:
     assert cli_main(["suites"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert {line.split()[0] for line in lines} == set(suite_names())
+
+
+def test_report_step_is_skipped_with_a_reason_when_reports_are_absent(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    import sys
+
+    from qpbench.commands.run import write_report
+
+    monkeypatch.setitem(sys.modules, "qpbench.reports", None)  # makes the import fail
+    assert write_report(tmp_path) == 0
+    assert "report step skipped" in capsys.readouterr().out
