@@ -44,7 +44,7 @@ def mv(M: Tensor, v: Tensor) -> Tensor:
 def gram(M: Tensor) -> Tensor:
     """M M^T, symmetrized so the result is exactly symmetric despite rounding."""
     S = M @ M.transpose(-1, -2)
-    return 0.5 * (S + S.transpose(-1, -2))
+    return (S + S.transpose(-1, -2)).mul_(0.5)
 
 
 def strictly_feasible_rhs(gen: torch.Generator, G: Tensor, z0: Tensor) -> Tensor:
