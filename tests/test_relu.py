@@ -240,8 +240,8 @@ def test_mip_optimum_bounds_every_sampled_value(net, samples, solver):
 
 def test_gurobi_skips_models_over_the_licence_limit_with_a_reason():
     wide = random_network((2, 1100, 1), seed=0)
-    res = solve_mip(wide, LO, HI, "gurobi", time_limit=1)
-    assert res.status == "skipped"
+    res = solve_mip(wide, LO, HI, "gurobi", time_limit=1, warm_start=torch.zeros(2, dtype=torch.float64))
+    assert res.status == "skipped" and res.warm_start and res.info["bounds"] == "interval"
     assert str(GUROBI_SIZE_LIMIT) in res.reason and res.best_x is None
 
 

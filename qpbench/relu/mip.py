@@ -370,12 +370,13 @@ def solve_mip(
     size = {"vars": model.num_vars, "constraints": model.num_constraints, "binaries": model.num_binaries}
     if not available:
         return MipResult(solver, "unavailable", None, float("-inf"), float("nan"), float("nan"), 0.0,
-                         reason=why, info=size)
+                         reason=why, warm_start=warm_start is not None, info={**size, "bounds": bounds})
     if solver == "gurobi" and max(model.num_vars, model.num_constraints) > GUROBI_SIZE_LIMIT:
         reason = (f"model has {model.num_vars} variables and {model.num_constraints} constraints; "
                   f"the restricted Gurobi licence allows {GUROBI_SIZE_LIMIT}")
-        return MipResult(solver, "skipped", None, float("-inf"), float("nan"), float("nan"), 0.0,
-                         reason=reason, warm_start=warm_start is not None, info=size)
+        return MipResult(solver, "skipped", None, float("-inf"), float("nan"), float("nan"), bound_seconds,
+                         reason=reason, warm_start=warm_start is not None,
+                         info={**size, "bounds": bounds, "bound_seconds": bound_seconds})
     start = None
     if warm_start is not None:
         lo_, hi_ = check_box(net, lo, hi)
