@@ -105,17 +105,21 @@ def _signs(patterns: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _proximal(centers: Tensor | None, proximal: float, n: int, like: Tensor) -> tuple[Tensor, Tensor]:
-    """Q and the linear-term shift of eps * ||x - center||^2 on the first n variables."""
+    """Q and the linear-term shift of eps * ||x - center||^2 on the first n variables.
+
+    ``like`` is the (P, N) linear term. For eps = 0, Q is one shared zero matrix (an LP)."""
     if proximal < 0:
         raise ValueError(f"proximal must be >= 0, got {proximal}")
-    Q = torch.zeros(like.shape[0], like.shape[1], like.shape[1], dtype=like.dtype, device=like.device)
+    P, N = like.shape
     shift = torch.zeros_like(like)
-    if proximal > 0:
-        if centers is None:
-            raise ValueError("centers must be given when proximal > 0")
-        Q[:, range(n), range(n)] = 2.0 * proximal
-        shift[:, :n] = -2.0 * proximal * centers
-    return Q, shift
+    if proximal == 0:
+        return torch.zeros(N, N, dtype=like.dtype, device=like.device), shift
+    if centers is None or centers.shape != (P, n):
+        raise ValueError(f"centers must be given with shape ({P}, {n}) when proximal > 0")
+    diag = torch.zeros(N, dtype=like.dtype, device=like.device)
+    diag[:n] = 2.0 * proximal
+    shift[:, :n] = -2.0 * proximal * centers.to(like)
+    return torch.diag(diag), shift
 
 
 def region_lps(
@@ -139,7 +143,7 @@ def region_lps(
     h = torch.cat([-sign * k, torch.cat([hi, -lo]).expand(M.shape[0], -1)], dim=1)
     Q, shift = _proximal(centers, proximal, net.input_dim, c)
     return QPBatch(
-        Q=Q if proximal > 0 else torch.zeros_like(Q[0]),
+        Q=Q,
         p=-c + shift,
         G=G,
         h=h,
@@ -195,7 +199,7 @@ def lifted_region_lps(
     Q, shift = _proximal(centers, proximal, n0, p)
     offset = net.biases[-1][0].expand(P).clone()
     return QPBatch(
-        Q=Q if proximal > 0 else torch.zeros(n, n, **like),
+        Q=Q,
         p=p + shift,
         G=G,
         h=h,
