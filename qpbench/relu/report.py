@@ -108,8 +108,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "## Best value, time and gap per network",
         "",
         "| network | method | best f | time to best (s) | total (s) | gap | rel. gap | gap ≤ | status "
-        "| LPs | LP/s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+        "| samples | LPs (neighbour) | LPs failed | LP/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     searches = [r for r in rows if r["kind"] == "search"]
     networks = list(dict.fromkeys(r["network"] for r in rows))
@@ -123,7 +123,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 f"{_fmt(r.get('time_to_best'), '.2f')} | {_fmt(r.get('seconds'), '.1f')} | "
                 f"{_fmt(r.get('gap_abs'), '.2e')} | {_fmt(r.get('gap_rel'), '.2e')} | "
                 f"{_fmt(r.get('gap_to_bound'), '.3g')} | {status} | "
-                f"{_fmt(r.get('lps_solved'), 'd')} | {_fmt(r.get('lps_per_s'), '.0f')} |"
+                f"{_fmt(r.get('samples'), 'd')} | {_fmt(r.get('lps_solved'), 'd')}"
+                f"{' (' + str(r['neighbour_lps']) + ')' if r.get('neighbour_lps') else ''} | "
+                f"{_fmt(r.get('lp_failures'), 'd')} | {_fmt(r.get('lps_per_s'), '.0f')} |"
             )
     lines += [
         "",
