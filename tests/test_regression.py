@@ -345,6 +345,25 @@ def test_confirmation_is_not_run_without_a_speed_regression() -> None:
 # ----------------------------------------------------------------------------- bad input
 
 
+def test_cases_in_one_table_only_are_notes_and_the_last_duplicate_counts() -> None:
+    base = make_table()
+    current = base[base["seed"] != 4]  # the suite dropped a case
+    worse_then_fixed = set_value(base, 2, "success_rate", 0.5)
+    current = pd.concat([worse_then_fixed[worse_then_fixed["seed"] == 2], current], ignore_index=True)
+    result = compare_tables(base, current)  # seed 2 appears twice; its last (healthy) row counts
+    assert result.ok, result.render()
+    assert len(result.cases) == 11
+    assert any(case_id(4) in note and "baseline only" in note for note in result.notes)
+    assert any("1 duplicate row" in note for note in result.notes)
+
+
+def test_accuracy_only_mode_ignores_times() -> None:
+    base = make_table()
+    result = compare_tables(base, doubled(base, 3), CompareOptions(speed=False))
+    assert result.ok and result.aggregate is None
+    assert "not judged (accuracy only)" in result.render()
+
+
 def test_no_common_cases_raises() -> None:
     base = make_table()
     other = base.copy()

@@ -2,10 +2,11 @@
 
 Accuracy and robustness (success rate, residuals, objective and gradient errors, iterations,
 status counts, outcome) are compared directly. Speed is compared as the ratio of the solver's
-solve time to references measured in the same run (the calibration kernel, or other solvers
-named with --reference), against a margin derived from the spread of the repeats; a geometric
-mean over cases catches uniform slowdowns. With --confirm-cmd, a speed regression is re-checked
-on a fresh run and fails only if it persists.
+solve time to references measured in the same run (by default the calibration kernel and every
+other solver in the tables), against a margin derived from the spread of the repeats and the
+consistency of the references; a noise-weighted geometric mean over cases catches uniform
+slowdowns. With --confirm-cmd, a speed regression or a new timeout is re-checked on a fresh run
+and fails only if it persists. Details: problems/regression.md.
 
 Exit codes: 0 no regression, 1 regression, 2 bad input (missing directory, no common cases).
 """
