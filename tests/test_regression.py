@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from qpbench.cli import main as cli_main
-from qpbench.regression import CompareOptions, compare_tables
-from qpbench.results import COLUMNS, write_row
+from qpbench.regression import CompareOptions, compare_tables, environment_notes
+from qpbench.results import COLUMNS, write_environment, write_row
 
 SIZES = [(10, 10), (20, 20), (50, 50), (100, 50), (50, 100), (200, 100)]
 
@@ -411,6 +411,21 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert cli_main(["compare", str(base_dir), str(same_dir), "--solver", "osqp"]) == 2
     assert cli_main(["compare", str(base_dir), str(same_dir), "--speed-threshold", "x"]) == 2
     assert "--speed-threshold" in capsys.readouterr().err
+
+
+def test_environment_differences_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = {"cpu_model": "A", "torch_threads": 4, "libraries": {"torch": "2.13.0"}, "git": {"commit": "abc"}}
+    other = {**record, "torch_threads": 8, "libraries": {"torch": "2.14.0"}, "git": {"commit": "def"}}
+    notes = environment_notes(record, other)
+    assert "environment differs: torch_threads 4 -> 8" in notes
+    assert "environment differs: torch 2.13.0 -> 2.14.0" in notes
+    assert environment_notes(record, dict(record)) == ["commits: baseline abc, current abc"]
+    base = make_table(cases=3)
+    base_dir, cur_dir = write_dir(tmp_path / "b", base), write_dir(tmp_path / "c", base)
+    write_environment(base_dir, record)
+    write_environment(cur_dir, other)
+    assert cli_main(["compare", str(base_dir), str(cur_dir)]) == 0
+    assert "torch_threads 4 -> 8" in capsys.readouterr().out
 
 
 def test_cli_confirm_command_reruns_into_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

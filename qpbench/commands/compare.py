@@ -112,8 +112,8 @@ def shell_confirmation(command: str) -> Callable[[], pd.DataFrame]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from qpbench.regression import CompareOptions, compare_tables
-    from qpbench.results import load_table
+    from qpbench.regression import CompareOptions, compare_tables, environment_notes
+    from qpbench.results import load_environment, load_table
 
     for label, path in (("baseline", args.baseline), ("current", args.current)):
         if not Path(path).is_dir():
@@ -134,6 +134,7 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"qpbench compare: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    comparison.notes += environment_notes(load_environment(args.baseline), load_environment(args.current))
     report = comparison.render()
     print(report, end="")
     if args.output is not None:
