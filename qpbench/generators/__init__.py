@@ -68,8 +68,7 @@ def generate(
         given = _check_count(name, given, 0)
         if name in fam.ignores and given != default:
             raise ValueError(
-                f"{name} is determined by n for family {family!r} ({name} = {default} for n = {n}); "
-                f"pass {name}=None"
+                f"{name} is determined by n for family {family!r} ({name} = {default} for n = {n}); pass {name}=None"
             )
         sizes[name] = given
     return fam.build(batch_size, n, sizes["m"], sizes["k"], seed, dtype, torch.device(device))

@@ -51,9 +51,7 @@ def portfolio_sizes(n: int) -> tuple[int, int]:
     ignores=("m", "k"),
     min_n=2,
 )
-def portfolio(
-    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
-) -> QPBatch:
+def portfolio(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """Variables z = [x (assets), y (factors)], factors = max(1, n // 10), assets = n - factors.
     D = diag(U[0,1) * sqrt(factors)), F ~ N(0,1) at density 0.5, mu ~ N(0,1), risk aversion 1.
     Q = diag(2D, 2I), p = [-mu, 0]; equalities 1'x = 1 and F'x - y = 0 (k = 1 + factors);
@@ -75,9 +73,7 @@ def portfolio(
     b = torch.cat([torch.ones(B, 1, dtype=torch.float64), zeros(B, factors)], dim=-1)
     G = torch.cat([eye(n)[:assets], -eye(n)[:assets]])
     h = torch.cat([torch.ones(assets, dtype=torch.float64), zeros(assets)])
-    return finish(
-        "portfolio", seed, "solved", dtype, device, Q, p, G, h, A, b, assets=assets, factors=factors
-    )
+    return finish("portfolio", seed, "solved", dtype, device, Q, p, G, h, A, b, assets=assets, factors=factors)
 
 
 def lasso_sizes(n: int) -> tuple[int, int]:
@@ -93,9 +89,7 @@ def lasso_sizes(n: int) -> tuple[int, int]:
     ignores=("m", "k"),
     min_n=3,
 )
-def lasso(
-    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
-) -> QPBatch:
+def lasso(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """Variables z = [x (features), y (data), t (features)], features = max(1, n // 6),
     data = n - 2 features (about 4 data points per feature; the original uses 100).
     A_d ~ N(0,1) at density 0.5, sparse true x with N(0,1)/sqrt(features) entries, b_d =
@@ -145,9 +139,7 @@ def huber_sizes(n: int) -> tuple[int, int]:
     ignores=("m", "k"),
     min_n=4,
 )
-def huber(
-    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
-) -> QPBatch:
+def huber(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """Variables z = [x (features), u, r, s (data each)], data = (n - max(1, n // 7)) // 3,
     features = n - 3 data (about 2 data points per feature; the original uses 100).
     A_d ~ N(0,1) at density 0.5, x_true ~ N(0,1)/sqrt(features), b_d = A_d x_true + noise that

@@ -56,9 +56,7 @@ def control_rows(n: int) -> tuple[int, int]:
     ignores=("m", "k"),
     min_n=3,
 )
-def control(
-    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
-) -> QPBatch:
+def control(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """Variables z = [x_0 .. x_T, u_0 .. u_{T-1}] with (nx, nu, T) from :func:`mpc_sizes`.
 
     Dynamics A_dyn = I + 0.1 N(0,1), rescaled when needed so that ||A_dyn||_inf <= 0.99

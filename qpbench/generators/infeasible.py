@@ -7,9 +7,7 @@ import torch
 
 from qpbench.generators._common import (
     cpu_generator,
-    eye,
     finish,
-    gram,
     mv,
     rand,
     randn,
@@ -64,8 +62,8 @@ def primal_infeasible(
 
 @register(
     "dual_infeasible",
-    description="Unbounded below: Q has a null direction d with p'd < 0, and no constraint blocks d "
-    "(G d <= 0, A d = 0) while z0 is feasible.",
+    description="Unbounded below: a variable z_j absent from Q and A, with cost p_j = -1 and only "
+    "non-positive coefficients in G, can grow without bound while z0 stays feasible.",
     sizes=lambda n: (n, n // 4),
     expected_status="dual_infeasible",
     min_n=2,
@@ -73,23 +71,24 @@ def primal_infeasible(
 def dual_infeasible(
     B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
 ) -> QPBatch:
-    """d is a random unit vector and P = I - d d^T. Q = P (M M^T/n) P so Q d = 0;
-    p = P p_rand - d so p'd = -1; G = G_rand P - t d^T with t ~ U[0,1) so G d = -t <= 0;
-    A = A_rand P so A d = 0 (k <= n - 1). z0 ~ N(0,1) gives h = G z0 + s0 and b = A z0.
-    Then z0 + a d is feasible for every a >= 0 and the objective falls by a along it:
-    unbounded below, i.e. (Q d = 0, p'd < 0, G d <= 0, A d = 0) is a certificate of dual
-    infeasibility by construction."""
+    """Pick a random coordinate j per problem and let d = e_j. Q = M M^T/n + 0.1 I with row
+    and column j set to 0, so Q d = 0; p ~ N(0,1) with p_j = -1, so p'd = -1; G ~ N(0,1) with
+    column j = -t, t ~ U[0,1), so G d = -t <= 0; A ~ N(0,1) with column j = 0, so A d = 0
+    (k <= n - 1). z0 ~ N(0,1) gives h = G z0 + s0 and b = A z0. Then z0 + a d is feasible for
+    every a >= 0 and the objective falls by a along it: (Q d = 0, p'd < 0, G d <= 0, A d = 0)
+    certifies dual infeasibility. The certificate rests on exact zeros and signs, so it also
+    holds after rounding to float32 (a general null direction would not be exact there).
+    """
     require_at_most("k", k, n - 1, "A d = 0 leaves at most n - 1 independent rows")
     gen = cpu_generator(seed)
-    d = randn(gen, B, n)
-    d = d / d.norm(dim=-1, keepdim=True)
-    P = eye(n) - d.unsqueeze(-1) * d.unsqueeze(-2)
-    Q = P @ gram(randn(gen, B, n, n)) / n @ P
-    Q = 0.5 * (Q + Q.transpose(-1, -2))
-    p = mv(P, randn(gen, B, n)) - d
+    j = torch.randint(0, n, (B,), generator=gen)
+    keep = torch.ones(B, n, dtype=torch.float64)
+    keep[torch.arange(B), j] = 0.0
+    Q = well_conditioned_psd(gen, B, n) * keep.unsqueeze(-1) * keep.unsqueeze(-2)
+    p = torch.where(keep == 0, -1.0, randn(gen, B, n))
     t = rand(gen, B, m)
-    G = randn(gen, B, m, n) @ P - t.unsqueeze(-1) * d.unsqueeze(-2)
-    A = randn(gen, B, k, n) @ P
+    G = torch.where(keep.unsqueeze(-2) == 0, -t.unsqueeze(-1), randn(gen, B, m, n))
+    A = randn(gen, B, k, n) * keep.unsqueeze(-2)
     z0 = randn(gen, B, n)
     h = strictly_feasible_rhs(gen, G, z0)
     b = mv(A, z0)

@@ -38,9 +38,7 @@ def require_at_most(name: str, value: int, bound: int, why: str) -> None:
     sizes=lambda n: (n, 0),
     ignores=("k",),
 )
-def optnet_random(
-    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
-) -> QPBatch:
+def optnet_random(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """The random QPs of OptNet's solver timings (Amos & Kolter 2017), as drawn in
     locuslab/optnet ``profile/optnet-forward.py``: L = tril(U[0,1)^{n x n}) + I,
     Q = L L^T + 1e-3 I, G ~ N(0,1)^{m x n}, z0 ~ N(0,1), slack s0 = 1 (all ones there, not
@@ -86,9 +84,7 @@ def inequality_only(
     "sharing the same interior point z0.",
     sizes=lambda n: (n, n // 2),
 )
-def random_eq(
-    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
-) -> QPBatch:
+def random_eq(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """As ``inequality_only`` plus A ~ N(0,1)^{k x n} (full row rank almost surely, k <= n) and
     b = A z0. Feasible: z0 satisfies both blocks, the inequalities strictly. Bounded: Q is PD."""
     require_at_most("k", k, n, "A must have full row rank")
@@ -110,9 +106,7 @@ def random_eq(
     sizes=lambda n: (0, max(1, n // 2)),
     ignores=("m",),
 )
-def equality_only(
-    B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
-) -> QPBatch:
+def equality_only(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """Q = M M^T/n + 0.1 I, A ~ N(0,1)^{k x n} with k <= n, b = A z0. Feasible: z0.
     Bounded: Q is PD. No inequalities, so an interior-point method has nothing to centre."""
     require_at_most("k", k, n, "A must have full row rank")
@@ -175,6 +169,21 @@ def lp(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: to
     return finish("lp", seed, "solved", dtype, device, Q, p, G, h, A, b)
 
 
+def permute_columns(M: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """M[b, :, order[b]] for every problem b."""
+    return torch.gather(M, -1, order.unsqueeze(-2).expand(*M.shape[:-1], order.shape[-1]))
+
+
+def permute_symmetric(M: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """M[b][order[b]][:, order[b]]: the same permutation of rows and columns."""
+    return permute_columns(permute_columns(M, order).transpose(-1, -2), order)
+
+
+# Powers of two (with signs): multiplying by them commutes with rounding to float32, so rows
+# built as such multiples stay exact copies after a dtype change.
+EXACT_FACTORS = (1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
+
+
 @register(
     "rank_deficient",
     description="Singular PSD Q (rank n/2) and rank-deficient A (rank k/2) with consistent b; p is "
@@ -185,30 +194,47 @@ def lp(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: to
 def rank_deficient(
     B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
 ) -> QPBatch:
-    """Q = C C^T / r with C ~ N(0,1)^{n x r}, r = max(1, n // 2) (singular); A = D E / sqrt(r_A),
-    D, E ~ N(0,1), inner dimension r_A = max(1, min(k // 2, n - 1)) (rank-deficient for k >= 2); G ~ N(0,1).
+    """Q has rank r = max(1, n // 2): a well-conditioned PD r x r block C C^T / (2r)
+    (C ~ N(0,1)^{r x 2r}) padded with zero rows and columns, then symmetrically permuted.
+    A has rank r_A = max(1, min(k // 2, n - 1)): r_A Gaussian rows, and each further row a
+    copy of one of them times +-1, +-2 or +-1/2, rows shuffled. Both structures are exact, so
+    they survive rounding to float32 (singular values near zero would not).
 
     A singular Q with a random p would usually be unbounded, so the data are built backwards
-    from an optimal primal-dual point: z* ~ N(0,1); each inequality row is active with
-    probability 1/2 (slack 0, multiplier U[0,1) + 0.1) or inactive (slack U[0,1) + 0.1,
-    multiplier 0); nu* ~ N(0,1); h = G z* + s*, b = A z*, p = -(Q z* + G^T lam* + A^T nu*).
-    Then (z*, lam*, nu*) satisfies the KKT conditions of this convex QP, so the problem is
-    feasible and its minimum is attained (z itself need not be unique; the objective is).
+    from an optimal primal-dual point: z* ~ N(0,1); a = min(m // 2, n - r_A - 1) random rows
+    are active (slack 0, multiplier U[0,1) + 0.1), the others inactive (slack U[0,1) + 0.1,
+    multiplier 0); nu* ~ N(0,1); h = G z* + s*, b = A z* (copied rows get copied entries, so
+    b stays consistent), p = -(Q z* + G^T lam* + A^T nu*). Then (z*, lam*, nu*) satisfies the
+    KKT conditions of this convex QP, so it is feasible and its minimum is attained (z need
+    not be unique; the objective is). The active rows and A's independent rows number fewer
+    than n, so they stay satisfiable after the data are rounded.
     """
     gen = cpu_generator(seed)
     r = max(1, n // 2)
-    Q = gram(randn(gen, B, n, r)) / r
-    rank_A = max(1, min(k // 2, n - 1))
-    A = randn(gen, B, k, rank_A) @ randn(gen, B, rank_A, n) / rank_A**0.5
-    G = randn(gen, B, m, n)
+    Q = torch.zeros(B, n, n, dtype=torch.float64)
+    Q[:, :r, :r] = gram(randn(gen, B, r, 2 * r)) / (2 * r)
+    Q = permute_symmetric(Q, torch.argsort(rand(gen, B, n), dim=-1))
+
+    rank_A = max(1, min(k // 2, n - 1)) if k else 0
     z_opt = randn(gen, B, n)
-    active = rand(gen, B, m) < 0.5
+    E = randn(gen, B, rank_A, n)
+    source = torch.randint(0, max(rank_A, 1), (B, k - rank_A), generator=gen)
+    factor = torch.tensor(EXACT_FACTORS, dtype=torch.float64)[
+        torch.randint(0, len(EXACT_FACTORS), (B, k - rank_A), generator=gen)
+    ]
+    b_E = mv(E, z_opt)
+    A = torch.cat([E, factor.unsqueeze(-1) * torch.gather(E, 1, source.unsqueeze(-1).expand(-1, -1, n))], 1)
+    b = torch.cat([b_E, factor * torch.gather(b_E, 1, source)], dim=-1)
+    row_order = torch.argsort(rand(gen, B, k), dim=-1)
+    A = torch.gather(A, 1, row_order.unsqueeze(-1).expand(B, k, n))
+    b = torch.gather(b, 1, row_order)
+
+    G = randn(gen, B, m, n)
+    n_active = min(m // 2, max(0, n - rank_A - 1))
+    active = torch.argsort(rand(gen, B, m), dim=-1) < n_active
     slack = torch.where(active, 0.0, rand(gen, B, m) + 0.1)
     lam = torch.where(active, rand(gen, B, m) + 0.1, 0.0)
     nu = randn(gen, B, k)
     h = mv(G, z_opt) + slack
-    b = mv(A, z_opt)
     p = -(mv(Q, z_opt) + mv(G.transpose(1, 2), lam) + mv(A.transpose(1, 2), nu))
-    return finish(
-        "rank_deficient", seed, "solved", dtype, device, Q, p, G, h, A, b, rank_Q=r, rank_A=rank_A if k else 0
-    )
+    return finish("rank_deficient", seed, "solved", dtype, device, Q, p, G, h, A, b, rank_Q=r, rank_A=rank_A)
