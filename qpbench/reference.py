@@ -43,8 +43,8 @@ class ReferenceSolution:
         return torch.tensor([int(s) for s in self.status], dtype=torch.long)
 
 
-# Clarabel statuses by name (the names are stable across versions; the enum objects are not
-# hashable in every release). "Almost" statuses met Clarabel's reduced tolerances only.
+# Clarabel statuses by their name (the last part of str(status)). "Almost" statuses met only
+# Clarabel's reduced tolerances; raw_status keeps them visible.
 _STATUS_BY_NAME = {
     "Solved": Status.SOLVED,
     "AlmostSolved": Status.SOLVED,
