@@ -225,7 +225,7 @@ def run(config: BenchConfig, out: Path, log: Callable[[str], None] = print) -> l
             for row in rows:
                 fh.write(json.dumps({**row, "timestamp": time.time()}, default=float) + "\n")
         all_rows.extend(rows)
-    _write_environment(out, config)
+    _write_environment(out, config, "full")
     return all_rows
 
 
@@ -245,14 +245,15 @@ def run_throughput_only(config: BenchConfig, out: Path, log: Callable[[str], Non
                                                               config.seed, backends)}
             fh.write(json.dumps({**row, "timestamp": time.time()}, default=float) + "\n")
             log(f"  {spec} throughput " + ", ".join(f"{b}: {row[b + '_lps_per_s']:.1f} LP/s" for b in backends))
-    _write_environment(out, config)
+    _write_environment(out, config, "throughput-only")
 
 
-def _write_environment(out: Path, config: BenchConfig) -> None:
+def _write_environment(out: Path, config: BenchConfig, mode: str = "full") -> None:
     from qpbench.runner.environment import environment_record
 
     record = environment_record(f"relu-{int(time.time())}", {"name": "relu", "config": vars(config)},
                                 torch.get_num_threads(), "in-process")
     record["load_average"] = os.getloadavg()
+    record["mode"] = mode
     path = out / f"environment-{config.net}-{int(time.time())}.json"  # one per run, never overwritten
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")

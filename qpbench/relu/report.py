@@ -199,8 +199,10 @@ def environment_lines(out: Path) -> list[str]:
         env = json.loads(path.read_text())
         config = env.get("suite", {}).get("config", {})
         load = env.get("load_average")
+        mode = env.get("mode", "run")  # records before the mode field existed
         lines.append(
-            f"* `{path.name}`: {env.get('date')}, {env.get('cpu_model')} ({env.get('cpu_cores')} cores), "
+            f"* `{path.name}` ({mode} run of {', '.join(config.get('sizes', []))}): {env.get('date')}, "
+            f"{env.get('cpu_model')} ({env.get('cpu_cores')} cores), "
             f"torch threads {env.get('torch_threads')}, load average at the end "
             f"{', '.join(f'{v:.1f}' for v in load) if load else '–'}, git "
             f"{(env.get('git') or {}).get('commit', '')[:10]}; sampling budget "
