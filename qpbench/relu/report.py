@@ -107,9 +107,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         *_summary(rows),
         "## Best value, time and gap per network",
         "",
-        "| network | method | best f | time to best (s) | total (s) | gap | rel. gap | gap ≤ | status "
-        "| samples | LPs (neighbour) | LPs failed | LP/s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| network | method | best f | time to best (s) | total (s) | MIP bound | gap | rel. gap | gap ≤ "
+        "| status | samples | LPs (neighbour) | LPs failed | LP/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     searches = [r for r in rows if r["kind"] == "search"]
     networks = list(dict.fromkeys(r["network"] for r in rows))
@@ -121,6 +121,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {net} | {r['method']} | {_fmt(r.get('best_value'), '.6f')} | "
                 f"{_fmt(r.get('time_to_best'), '.2f')} | {_fmt(r.get('seconds'), '.1f')} | "
+                f"{_fmt(r.get('bound'), '.6g')} | "
                 f"{_fmt(r.get('gap_abs'), '.2e')} | {_fmt(r.get('gap_rel'), '.2e')} | "
                 f"{_fmt(r.get('gap_to_bound'), '.3g')} | {status} | "
                 f"{_fmt(r.get('samples'), 'd')} | {_fmt(r.get('lps_solved'), 'd')}"
