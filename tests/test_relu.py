@@ -193,6 +193,16 @@ def test_enhanced_search_is_never_worse_than_plain_sampling(net):
     assert enhanced.lps_solved >= plain.lps_solved
 
 
+def test_sampling_search_on_lifted_lps_finds_the_same_best_point(net):
+    common = {"max_samples": 64, "batch_size": 32, "backend": "highs", "seed": 4}
+    reduced = sampling_search(net, LO, HI, form="reduced", **common)
+    lifted = sampling_search(net, LO, HI, form="lifted", **common)
+    assert lifted.info["form"] == "lifted" and lifted.lps_solved == reduced.lps_solved
+    assert lifted.best_value == pytest.approx(reduced.best_value, abs=1e-7)
+    with pytest.raises(ValueError, match="form"):
+        sampling_search(net, LO, HI, form="sparse", **common)
+
+
 def test_sampling_search_needs_a_stopping_rule(net):
     with pytest.raises(ValueError, match="max_samples or time_budget"):
         sampling_search(net, LO, HI)

@@ -120,6 +120,7 @@ def _search_row(base: dict[str, Any], res: Any) -> dict[str, Any]:
         "lps_per_s": res.lps_solved / res.lp_seconds if res.lp_seconds else None,
         "trace": res.trace,
         "backend": res.info.get("backend"),
+        "form": res.info.get("form"),
         "neighbour_lps": res.info.get("neighbour_lps"),
         "improving_moves": res.info.get("improving_moves"),
         "status": "budget",

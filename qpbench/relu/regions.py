@@ -28,6 +28,8 @@ from torch import Tensor
 from qpbench.problem import QPBatch
 from qpbench.relu.network import ReluNet
 
+FORMS = ("reduced", "lifted")
+
 
 def check_box(net: ReluNet, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     """Validated (lo, hi) as float64 vectors on the network's device."""

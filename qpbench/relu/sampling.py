@@ -25,7 +25,15 @@ from torch import Tensor
 
 from qpbench.relu.lp_solvers import solve_lps
 from qpbench.relu.network import ReluNet
-from qpbench.relu.regions import check_box, region_lps, sample_box, unique_patterns
+from qpbench.relu.regions import (
+    FORMS,
+    cheaper_form,
+    check_box,
+    lifted_region_lps,
+    region_lps,
+    sample_box,
+    unique_patterns,
+)
 
 
 @dataclass
@@ -72,6 +80,7 @@ class _Search:
                  proximal: float, lp_options: dict[str, Any]) -> None:
         self.net, self.lo, self.hi = net, lo, hi
         self.backend, self.proximal, self.lp_options = backend, proximal, lp_options
+        self.form = "reduced"  # or 'lifted': set by sampling_search
         self.start = time.perf_counter()
         self.seen = _PatternSet()
         self.result = SearchResult(method, lo.clone(), float("-inf"))
@@ -99,7 +108,8 @@ class _Search:
             empty = torch.zeros(0, dtype=self.net.dtype, device=self.net.device)
             return patterns[:0], centers[:0], empty
         patterns, centers = patterns[fresh], centers[fresh]
-        batch = region_lps(self.net, patterns, self.lo, self.hi, self.proximal, centers)
+        build = lifted_region_lps if self.form == "lifted" else region_lps
+        batch = build(self.net, patterns, self.lo, self.hi, self.proximal, centers)
         out = solve_lps(batch, self.backend, **self.lp_options)
         self.result.lps_solved += patterns.shape[0]
         self.result.lp_seconds += out.seconds
@@ -108,7 +118,7 @@ class _Search:
         if not bool(ok.any()):
             empty = torch.zeros(0, dtype=self.net.dtype, device=self.net.device)
             return patterns[:0], centers[:0], empty
-        z = out.z[ok].to(self.net.dtype)
+        z = out.z[ok, : self.net.input_dim].to(self.net.dtype)  # lifted: x is the leading block
         return patterns[ok], z, self.offer(z)
 
 
@@ -172,19 +182,25 @@ def sampling_search(
     max_flips: int = 64,
     max_local_steps: int = 20,
     seed: int = 0,
+    form: str = "auto",
     lp_options: dict[str, Any] | None = None,
 ) -> SearchResult:
     """Maximize f over the box by the sampling LP algorithm (``enhanced`` adds the neighbour search).
 
     Each round draws ``batch_size`` samples, solves the LPs of their new regions as one batch,
     and (enhanced) runs the neighbour search from the round's ``local_starts`` best optima.
+    ``form`` picks the LP encoding: 'reduced', 'lifted', or 'auto' (:func:`cheaper_form` for the
+    backend: the in-house solver is dense, HiGHS sparse).
     """
+    if form not in (*FORMS, "auto"):
+        raise ValueError(f"form must be one of {(*FORMS, 'auto')}, got {form!r}")
     lo, hi = check_box(net, lo, hi)
     _check_budget(max_samples, time_budget, batch_size)
     if zero_tol <= 0:
         raise ValueError(f"zero_tol must be positive, got {zero_tol}")
     search = _Search(net, lo, hi, "sampling+enhanced" if enhanced else "sampling", backend, proximal,
                      dict(lp_options or {}))
+    search.form = cheaper_form(net, dense=backend == "inhouse") if form == "auto" else form
     gen = torch.Generator().manual_seed(seed)
     result = search.result
 
@@ -206,7 +222,8 @@ def sampling_search(
                           max_local_steps, out_of_budget)
     result.seconds = search.elapsed()
     result.info = {"regions": len(search.seen), "backend": backend, "proximal": proximal,
-                   "neighbour_lps": search.neighbour_lps, "improving_moves": search.improving_moves}
+                   "neighbour_lps": search.neighbour_lps, "improving_moves": search.improving_moves,
+                   "form": search.form}
     return result
 
 
