@@ -237,6 +237,7 @@ def test_mip_start_vector_from_a_point_is_feasible(net, samples):
 
 @pytest.mark.parametrize("solver", ["highs", "gurobi"])
 def test_mip_optimum_bounds_every_sampled_value(net, samples, solver):
+    pytest.importorskip("highspy" if solver == "highs" else "gurobipy", reason=f"{solver} not installed")
     search = sampling_search(net, LO, HI, max_samples=64, backend="highs", seed=0)
     mip = solve_mip(net, LO, HI, solver, time_limit=30)
     assert mip.status == "optimal", mip.reason
@@ -249,6 +250,7 @@ def test_mip_optimum_bounds_every_sampled_value(net, samples, solver):
 
 
 def test_gurobi_skips_models_over_the_licence_limit_with_a_reason():
+    pytest.importorskip("gurobipy", reason="gurobipy not installed")
     wide = random_network((2, 1100, 1), seed=0)
     res = solve_mip(wide, LO, HI, "gurobi", time_limit=1, warm_start=torch.zeros(2, dtype=torch.float64))
     assert res.status == "skipped" and res.warm_start and res.info["bounds"] == "interval"
