@@ -47,7 +47,8 @@ def test_shared_parameter_gradient_is_the_sum_over_the_batch() -> None:
     total = torch.zeros_like(Q_shared)
     for i in range(3):
         Qi = batch.Q[0].clone().requires_grad_()
-        QPFunction.apply(Qi, batch.p[i : i + 1], batch.G[i : i + 1], batch.h[i : i + 1], None, None, TIGHT).sum().backward()
+        one = batch[i]
+        QPFunction.apply(Qi, one.p, one.G, one.h, None, None, TIGHT).sum().backward()
         total += Qi.grad
     assert torch.allclose(Q_shared.grad, total, atol=1e-10)
 

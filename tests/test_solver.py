@@ -133,7 +133,7 @@ def test_bad_settings_and_input_raise() -> None:
         SolverSettings(kkt_form="lu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown solver settings"):
         solve(generate("box", 1, 4), tolerance=1e-3)
-    with pytest.raises(ValueError, match="batch must be a qpbench.QPBatch"):
+    with pytest.raises(ValueError, match=r"batch must be a qpbench\.QPBatch"):
         solve("not a batch")  # type: ignore[arg-type]
 
 

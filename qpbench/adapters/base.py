@@ -22,10 +22,9 @@ import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
-from qpbench.status import Status
 
 
-class Tolerance(str, Enum):
+class Tolerance(str, Enum):  # noqa: UP042 - StrEnum would change str(level), which adapters format
     """Common accuracy levels (qpbenchmark's low / mid / high), mapped per solver."""
 
     LOW = "low"
@@ -83,7 +82,7 @@ class Adapter(abc.ABC):
         """(available, reason). Must never raise: a missing package makes it unavailable."""
         try:
             self._import()
-        except Exception as exc:  # noqa: BLE001 - any import failure means 'unavailable'
+        except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"
         return True, ""
 

@@ -207,7 +207,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     eps_abs, eps_rel = float(settings.eps_abs), float(settings.eps_rel)
     eps_inf = float(settings.eps_infeasible)
     P_full = equilibrate(batch, settings.scaling_iters)
-    B, n = P_full.p.shape
+    B = P_full.p.shape[0]
     m, k = P_full.h.shape[1], P_full.b.shape[1]
     dev, dt = P_full.p.device, P_full.p.dtype
     finfo = torch.finfo(dt)
