@@ -2,10 +2,16 @@
 
 Differentiable through ``qpbench.layer.QPFunction`` (gradients of shared tensors are summed over
 the batch); until that module exists, ``differentiable_solve`` raises NotImplementedError.
+
+Test-only knob: the environment variable ``QPBENCH_INHOUSE_EXTRA_FACTORIZATIONS=N`` passes
+``extra_factorizations=N`` to the solver, which then factorizes the KKT system N extra times per
+iteration. Results are unchanged, only slower; it exists so the regression check
+(``qpbench compare``) can be shown to catch a real slowdown. Never set it for benchmarking.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +21,22 @@ from torch import Tensor
 from qpbench.adapters._common import UNLIMITED, check_supported
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
+
+SLOWDOWN_ENV = "QPBENCH_INHOUSE_EXTRA_FACTORIZATIONS"
+
+
+def _extra_factorizations() -> int:
+    """The test-only slowdown knob (see the module docstring); 0 when unset or empty."""
+    text = os.environ.get(SLOWDOWN_ENV, "").strip()
+    if not text:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{SLOWDOWN_ENV} must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"{SLOWDOWN_ENV} must be a non-negative integer, got {text!r}")
+    return value
 
 
 @dataclass
@@ -42,7 +64,11 @@ class InHouseAdapter(Adapter):
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # Absolute tolerance only, like the suite's success check. The solver has no time limit;
         # its max_iter (default 100) bounds the work instead.
-        return {"eps_abs": tolerance.eps, "eps_rel": 0.0}
+        options: dict[str, Any] = {"eps_abs": tolerance.eps, "eps_rel": 0.0}
+        extra = _extra_factorizations()
+        if extra:
+            options["extra_factorizations"] = extra
+        return options
 
     def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = UNLIMITED) -> _Prepared:
         from qpbench.solver import SolverSettings
