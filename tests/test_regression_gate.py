@@ -18,11 +18,11 @@ import pytest
 
 pytest.importorskip("clarabel")  # the suite's speed reference beside the in-house solver
 
-from qpbench.adapters.inhouse import SLOWDOWN_ENV, InHouseAdapter  # noqa: E402
-from qpbench.adapters.base import Tolerance  # noqa: E402
-from qpbench.cli import main as cli_main  # noqa: E402
-from qpbench.results import load_table  # noqa: E402
-from qpbench.runner import expand, load_suite  # noqa: E402
+from qpbench.adapters.base import Tolerance
+from qpbench.adapters.inhouse import SLOWDOWN_ENV, InHouseAdapter
+from qpbench.cli import main as cli_main
+from qpbench.results import load_table
+from qpbench.runner import expand, load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 # Far beyond the 1.5x the CI trials use, so the test cannot pass on noise alone.
