@@ -19,6 +19,40 @@ CONFIRM="$QPBENCH run ci --out {out} --fresh --no-report --quiet"
 rm -rf "$WORK" && mkdir -p "$WORK"
 cd "$ROOT"
 
+# The knob's real effect on the ci problems, timed in one process with the unchanged and the
+# slowed solve interleaved, so machine load hits both alike.
+"$PYTHON" - "$EXTRA" <<'PY'
+import math
+import statistics
+import sys
+import time
+
+import torch
+
+from qpbench.generators import generate
+from qpbench.runner import expand, load_suite
+from qpbench.solver import SolverSettings, solve
+
+torch.set_num_threads(1)
+extra = int(sys.argv[1])
+plain, slowed = (SolverSettings(eps_abs=1e-6, eps_rel=0.0, extra_factorizations=e) for e in (0, extra))
+ratios = []
+for case in expand(load_suite("ci")):
+    batch = generate(case.family, case.batch_size, case.n, case.m, case.k, seed=case.seed)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for step in range(18):  # 2 warm-ups each, then 7 timed each, alternating
+        which = step % 2
+        start = time.perf_counter()
+        solve(batch, slowed if which else plain)
+        if step >= 4:
+            times[which].append(time.perf_counter() - start)
+    ratio = statistics.median(times[1]) / statistics.median(times[0])
+    ratios.append(ratio)
+    print(f"knob check {case.case_id}: {statistics.median(times[0]) * 1e3:.1f} ms -> {ratio:.2f}x")
+geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+print(f"knob check: EXTRA={extra} slows the in-house solve {geomean:.2f}x (geomean), smallest {min(ratios):.2f}x")
+PY
+
 trial() {  # trial LABEL: one ci run + compare; the exit code goes to LABEL.rc
     local label=$1
     "$QPBENCH" run ci --out "$WORK/$label" --fresh --no-report --quiet >/dev/null 2>&1
