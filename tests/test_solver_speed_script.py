@@ -1,0 +1,82 @@
+"""Smoke test of benchmarks/solver_speed.py: a tiny run writes the report with every section.
+
+Timing is never asserted (the machine is shared); what is asserted is what a reader of the
+report relies on: every case has the in-house result with its limit and iteration counts, the
+ratios are computed from the same run, accuracy is checked, and the files are written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "solver_speed.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("solver_speed", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    out = tmp_path_factory.mktemp("speed")
+    code = _load().main([
+        "--quick", "--threads", "1", "--batch-sizes", "1,3", "--n", "6", "--large", "8,2",
+        "--solvers", "quadprog,daqp", "--repeats", "2", "--out", str(out), "--name", "tiny",
+    ])
+    return code, out
+
+
+def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None:
+    code, out = quick_run
+    assert code == 0
+    data = json.loads((out / "tiny.json").read_text())
+    env = data["environment"]
+    assert env["torch_threads"] == [1] and env["cpu_cores"] >= 1
+    assert env["libraries"]["torch"] and "commit" in env["git"]
+    (run,) = data["runs"]
+    assert run["threads"] == 1
+    assert [(c["n"], c["batch_size"]) for c in run["cases"]] == [(6, 1), (6, 3), (8, 2)]
+    for case in run["cases"]:
+        names = [r["solver"] for r in case["results"]]
+        assert names == ["inhouse", "quadprog", "daqp"]
+        inhouse = case["results"][0]
+        assert inhouse["kkt_form"] in ("primal", "dual")
+        assert inhouse["iterations_loop"] >= 1
+        assert inhouse["limit"]["form"] == inhouse["kkt_form"]
+        limit = inhouse["limit"]
+        assert limit["total"] == pytest.approx(limit["per_iteration"] * inhouse["iterations_loop"])
+        for r in case["results"]:
+            s = r["solve"]
+            assert 0 < s["min"] <= s["median"] <= s["max"] and 1 <= s["repeats"] <= 2
+            assert r["accuracy"]["met"], r  # tiny well-posed problems: every solver reaches 1e-8
+        quadprog = case["results"][1]
+        assert case["ratios"]["quadprog"] == pytest.approx(quadprog["solve"]["median"] / inhouse["solve"]["median"])
+        assert case["ratios"]["fastest_looped"] in ("quadprog", "daqp")
+    assert math.isfinite(run["backward"]["backward_over_forward"]) and run["backward"]["gradients_finite"]
+    assert run["profile"]["torch_ops"] and run["profile"]["python_functions"]
+    targets = {t["target"]: t for t in run["targets"]}
+    assert targets["B=1 latency < 2 ms"]["met"] in ("yes", "NO")
+    assert any(t["met"] == "n/a" for t in run["targets"])  # B=128 was not run: reported, not invented
+    text = (out / "tiny.md").read_text()
+    for heading in ("## Solve times", "## Ratios and the factorization limit", "## Backward vs forward",
+                    "## Profile of one solve", "## Targets"):
+        assert heading in text
+
+
+def test_bad_arguments_are_rejected() -> None:
+    module = _load()
+    with pytest.raises(ValueError, match="solvers"):
+        module.parse_args(["--solvers", "nosuch"])
+    with pytest.raises(ValueError, match="large"):
+        module.parse_args(["--large", "500"])
+    assert module.main(["--repeats", "0"]) == 2
