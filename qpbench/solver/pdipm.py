@@ -27,6 +27,7 @@ from qpbench.status import Status
 
 _RHO_MAX = 1e-2  # past this primal regularization a problem is declared a numerical error
 _MAX_BAD_STEPS = 5  # consecutive failed factorizations/steps before NUMERICAL_ERROR
+_DIVERGENCE_FACTOR = 1e3  # merit this much worse than the best seen: stop, return the best
 
 
 def _bmv(M: Tensor, v: Tensor) -> Tensor:
@@ -115,12 +116,16 @@ def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals) -> dict[str,
     }
 
 
-def converged(res: dict[str, Tensor], eps_abs: float, eps_rel: float) -> Tensor:
-    return (
-        (res["primal"] <= eps_abs + eps_rel * res["primal_scale"])
-        & (res["dual"] <= eps_abs + eps_rel * res["dual_scale"])
-        & (res["gap"] <= eps_abs + eps_rel * res["gap_scale"])
-    )
+def tolerance_ratios(res: dict[str, Tensor], eps_abs: float, eps_rel: float) -> dict[str, Tensor]:
+    """Each residual divided by its tolerance: a problem has converged when all three are <= 1."""
+    return {
+        key: res[key] / (eps_abs + eps_rel * res[f"{key}_scale"]).clamp_min(1e-300)
+        for key in ("primal", "dual", "gap")
+    }
+
+
+def converged(ratios: dict[str, Tensor]) -> Tensor:
+    return (ratios["primal"] <= 1) & (ratios["dual"] <= 1) & (ratios["gap"] <= 1)
 
 
 def primal_infeasible(P: ScaledProblem, it: Iterate, eps: float) -> Tensor:
@@ -225,6 +230,8 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
 
     # Outputs for the whole batch (scaled iterates; unscaled at the end).
     out = Iterate(it.z.clone(), it.s.clone(), it.lam.clone(), it.nu.clone())
+    best = Iterate(it.z.clone(), it.s.clone(), it.lam.clone(), it.nu.clone())
+    best_merit = torch.full((B,), float("inf"), dtype=dt, device=dev)
     status = torch.full((B,), int(Status.RUNNING), dtype=torch.int8, device=dev)
     iters = torch.zeros(B, dtype=torch.int32, device=dev)
     bad_steps = torch.zeros(B, dtype=torch.int32, device=dev)
@@ -239,15 +246,30 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         r = residuals(P, it)
         res = original_residuals(P, it, r)
         st = status[idx]
+        ratios = tolerance_ratios(res, eps_abs, eps_rel)
+        merit = torch.maximum(ratios["primal"], torch.maximum(ratios["dual"], ratios["gap"]))
+        merit = torch.nan_to_num(merit, nan=float("inf"))
         new_status = torch.full_like(st, running)
-        new_status = torch.where(converged(res, eps_abs, eps_rel), torch.full_like(st, int(Status.SOLVED)), new_status)
+        new_status = torch.where(converged(ratios), torch.full_like(st, int(Status.SOLVED)), new_status)
         if iteration > 0:
+            # A problem that is primal (dual) feasible within tolerance cannot be primal (dual)
+            # infeasible: drifting multipliers of dependent constraints can mimic a certificate.
             still = new_status == running
-            pinf = still & primal_infeasible(P, it, eps_inf)
+            pinf = still & (ratios["primal"] > 1) & primal_infeasible(P, it, eps_inf)
             new_status = torch.where(pinf, torch.full_like(st, int(Status.PRIMAL_INFEASIBLE)), new_status)
             still = new_status == running
-            dinf = still & dual_infeasible(P, last_dz, eps_inf)
+            dinf = still & (ratios["dual"] > 1) & dual_infeasible(P, last_dz, eps_inf)
             new_status = torch.where(dinf, torch.full_like(st, int(Status.DUAL_INFEASIBLE)), new_status)
+        # Keep each problem's best iterate: near the end, directions built from extreme weights
+        # can wreck an almost-converged iterate; a problem whose merit has grown far past its
+        # best stops there and returns the best (status MAX_ITER-like: not converged).
+        improved = merit < best_merit[idx]
+        best_merit[idx] = torch.where(improved, merit, best_merit[idx])
+        for name in ("z", "s", "lam", "nu"):
+            cur, store = getattr(it, name), getattr(best, name)
+            store[idx] = torch.where(improved.unsqueeze(-1), cur, store[idx])
+        diverged = (new_status == running) & (merit > _DIVERGENCE_FACTOR * best_merit[idx])
+        new_status = torch.where(diverged, torch.full_like(st, int(Status.NUMERICAL_ERROR)), new_status)
         still = new_status == running
         numerr = still & (bad_steps[idx] >= _MAX_BAD_STEPS)
         new_status = torch.where(numerr, torch.full_like(st, int(Status.NUMERICAL_ERROR)), new_status)
@@ -315,6 +337,9 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         iters[idx] = iters[idx] + take.to(torch.int32)
         n_iter_loop += 1
 
+    # Problems that did not converge return their best iterate (lowest merit), not the last.
+    unsolved = (status != int(Status.SOLVED)).unsqueeze(-1)
+    out = Iterate(*(torch.where(unsolved, getattr(best, f), getattr(out, f)) for f in ("z", "s", "lam", "nu")))
     # Unscale: z = D z_hat, s = s_hat / E, lam = E lam_hat / c, nu = F nu_hat / c.
     c = P_full.c.unsqueeze(-1)
     z = out.z * P_full.D
