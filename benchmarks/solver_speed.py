@@ -195,7 +195,8 @@ def run_inhouse(batch: QPBatch, args: argparse.Namespace) -> tuple[dict[str, Any
         "solver": "inhouse", "solve": stats, "setup": None,
         "iterations_loop": loop_iters, "iterations_mean": float(sol.iterations.double().mean()),
         "iterations_max": int(sol.iterations.max()), "kkt_form": sol.info["kkt_form"],
-        "solved": solved, "accuracy": accuracy(batch, sol.z, sol.lam, sol.nu, None),
+        "solved": solved, "statuses": status_counts(sol.status),
+        "accuracy": accuracy(batch, sol.z, sol.lam, sol.nu, None),
         "time_per_iteration": stats["median"] / max(loop_iters, 1),
     }
     record["limit"] = factorization_limit(sol, args)
@@ -250,10 +251,13 @@ def run_qpth(batch: QPBatch, args: argparse.Namespace, reference: torch.Tensor) 
     prepared = adapter.setup(batch, Tolerance.HIGH, float("inf"))
     setup = time.perf_counter() - start
     warm = adapter.setup(batch[: min(batch.batch_size, 8)], Tolerance.HIGH, float("inf"))
-    out, stats = measure(lambda: adapter.solve(prepared), repeats=args.repeats, budget=args.case_budget,
-                         device=args.device, warmup=lambda: adapter.solve(warm))
+    try:
+        out, stats = measure(lambda: adapter.solve(prepared), repeats=args.repeats, budget=args.case_budget,
+                             device=args.device, warmup=lambda: adapter.solve(warm))
+    except RuntimeError as exc:  # seen: torch's LU pivots rejected at n = 500 with 2 threads
+        return {"solver": "qpth", "skipped": f"solve failed: {type(exc).__name__}: {exc}"}
     return {"solver": "qpth", "version": adapter.version(), "solve": stats, "setup": setup,
-            "solved": int((out.status == 0).sum()),
+            "solved": int((out.status == 0).sum()), "statuses": status_counts(out.status),
             "accuracy": accuracy(batch, out.z, out.lam, out.nu, reference)}
 
 
@@ -282,7 +286,8 @@ def run_looped(name: str, batch: QPBatch, args: argparse.Namespace, reference: t
     except Exception as exc:
         return {"solver": name, "skipped": f"solve failed: {type(exc).__name__}: {exc}"}
     return {"solver": name, "version": adapter.version(), "solve": stats, "setup": setup,
-            "solved": int((out.status == 0).sum()),
+            "solved": int((out.status == 0).sum()), "statuses": status_counts(out.status),
+            "errors": sorted({str(e) for e in out.info.get("errors", {}).values()})[:3],
             "accuracy": accuracy(cpu, out.z, out.lam, out.nu, reference)}
 
 
@@ -315,6 +320,14 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
         out["fastest_looped_met_accuracy"] = bool(accurate)
         out["vs_fastest_looped"] = best["solve"]["median"] / inhouse
     return out
+
+
+def status_counts(status: Any) -> dict[str, int]:
+    """How many problems got each status label (a licence or size failure shows here)."""
+    from qpbench.status import Status
+
+    values = [int(v) for v in (status.tolist() if hasattr(status, "tolist") else status)]
+    return {Status(v).label: values.count(v) for v in sorted(set(values))}
 
 
 def _print_progress(n: int, batch_size: int, rec: dict[str, Any]) -> None:
@@ -441,20 +454,25 @@ def markdown(data: dict[str, Any]) -> str:
         threads = run["threads"]
         lines += [f"## Solve times, {threads} torch thread(s)", "",
                   "| n | B | solver | median ms | min ms | max ms | reps | setup ms | per problem ms | met 1e-8 |"
-                  " max primal | max dual | max rel gap | obj err |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  " max primal | max dual | max rel gap | obj err | statuses |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for case in run["cases"]:
             for r in case["results"]:
                 head = f"| {case['n']} | {case['batch_size']} | {r['solver']} |"
                 if "skipped" in r:
-                    lines.append(f"{head} skipped: {r['skipped']} |||||||||||")
+                    lines.append(f"{head} skipped: {r['skipped']} ||||||||||||")
                     continue
                 s, a = r["solve"], r["accuracy"]
                 lines.append(
                     f"{head} {_ms(s['median'])} | {_ms(s['min'])} | {_ms(s['max'])} | {s['repeats']} | "
                     f"{_ms(r['setup'])} | {_ms(s['median'] / case['batch_size'])} | {'yes' if a['met'] else 'NO'} | "
                     f"{a['primal']:.1e} | {a.get('dual', float('nan')):.1e} | {a.get('rel_gap', float('nan')):.1e} | "
-                    f"{a.get('objective_error', float('nan')):.1e} |")
+                    f"{a.get('objective_error', float('nan')):.1e} | "
+                    + ", ".join(f"{k} {v}" for k, v in r.get("statuses", {}).items()) + " |")
+        errors = [f"{r['solver']} n={c['n']} B={c['batch_size']}: {'; '.join(r['errors'])}"
+                  for c in run["cases"] for r in c["results"] if r.get("errors")]
+        if errors:
+            lines += ["", "Solver errors (their problems count as failures, not as times): " + " | ".join(errors)]
         lines += ["", f"## Ratios and the factorization limit, {threads} torch thread(s)", "",
                   "| n | B | vs qpth | fastest looped (met 1e-8) | vs fastest looped | iterations (loop / mean) |"
                   " form | limit ms | in-house ms/iter | limit ms/iter | iter / limit |",

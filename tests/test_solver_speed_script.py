@@ -59,6 +59,7 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
             s = r["solve"]
             assert 0 < s["min"] <= s["median"] <= s["max"] and 1 <= s["repeats"] <= 2
             assert r["accuracy"]["met"], r  # tiny well-posed problems: every solver reaches 1e-8
+            assert r["statuses"] == {"solved": case["batch_size"]}
         quadprog = case["results"][1]
         assert case["ratios"]["quadprog"] == pytest.approx(quadprog["solve"]["median"] / inhouse["solve"]["median"])
         assert case["ratios"]["fastest_looped"] in ("quadprog", "daqp")
