@@ -28,6 +28,10 @@ from qpbench.status import Status
 _RHO_MAX = 1e-2  # past this primal regularization a problem is declared a numerical error
 _MAX_BAD_STEPS = 5  # consecutive failed factorizations/steps before NUMERICAL_ERROR
 _DIVERGENCE_FACTOR = 1e3  # merit this much worse than the best seen: stop, return the best
+_DIVERGENCE_AFTER = 0  # iterations before the divergence stop is armed
+# Upper bound of the weights lam/s; past it they carry no information at the dtype's accuracy
+# but wreck the factorization (float32 needs the tighter cap).
+WEIGHT_CAP = {torch.float64: 1e30, torch.float32: 1e8}
 
 
 def _bmv(M: Tensor, v: Tensor) -> Tensor:
@@ -174,6 +178,15 @@ def initial_point(kkt: KKTSystem) -> Iterate:
     P = kkt.prob
     B, m = P.h.shape
     f = kkt.factor(P.h.new_ones(B, m))
+    for _ in range(3):
+        # Where the system does not factor (free variables held only by equalities make it
+        # nearly singular), raise that problem's regularization and factor again.
+        failed = ~f.ok
+        if not bool(failed.any()):
+            break
+        kkt.shift = torch.where(failed, (kkt.shift * 1e3).clamp(min=1e-10), kkt.shift)
+        kkt.delta = torch.where(failed, kkt.delta * 1e3, kkt.delta)
+        f = kkt.factor(P.h.new_ones(B, m))
     z, lam, nu = kkt.solve(f, -P.p, P.h, P.b)
     # Where that system could not be solved, start from the neutral point z = 0, s = lam = 1.
     ok = f.ok & torch.isfinite(z).all(-1) & torch.isfinite(lam).all(-1) & torch.isfinite(nu).all(-1)
@@ -216,13 +229,12 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     m, k = P_full.h.shape[1], P_full.b.shape[1]
     dev, dt = P_full.p.device, P_full.p.dtype
     finfo = torch.finfo(dt)
-    # Weights lam/s past these bounds carry no information at the dtype's accuracy but wreck
-    # the factorization; float32 needs the tighter cap.
-    w_hi = 1e8 if dt == torch.float32 else 1.0 / finfo.eps**2
+    w_hi = WEIGHT_CAP[dt]
     w_lo = 1.0 / w_hi
 
     rho = torch.full((B,), float(settings.rho), dtype=dt, device=dev)
     delta = torch.full((B,), float(settings.delta), dtype=dt, device=dev)
+    base_rho, base_delta = float(settings.rho), float(settings.delta)
     form = _choose_form(P_full, settings, rho)
     kkt = KKTSystem(P_full, form, rho, delta)
     kkt_full = kkt  # compaction makes new objects; this one keeps the whole batch for backward
@@ -269,6 +281,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
             cur, store = getattr(it, name), getattr(best, name)
             store[idx] = torch.where(improved.unsqueeze(-1), cur, store[idx])
         diverged = (new_status == running) & (merit > _DIVERGENCE_FACTOR * best_merit[idx])
+        diverged = diverged & (iteration >= _DIVERGENCE_AFTER)
         new_status = torch.where(diverged, torch.full_like(st, int(Status.NUMERICAL_ERROR)), new_status)
         still = new_status == running
         numerr = still & (bad_steps[idx] >= _MAX_BAD_STEPS)
@@ -323,9 +336,12 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         take = active & finite
         bad = active & ~finite
         bad_steps[idx] = torch.where(bad, bad_steps[idx] + 1, torch.where(take, 0, bad_steps[idx]))
-        kkt.rho = torch.where(bad, (kkt.rho * 100).clamp(max=_RHO_MAX), kkt.rho)
-        kkt.delta = torch.where(bad, (kkt.delta * 100).clamp(max=_RHO_MAX), kkt.delta)
-        kkt.shift = torch.where(bad, (kkt.shift * 100).clamp(min=10 * finfo.eps, max=_RHO_MAX), kkt.shift)
+        # Regularization raised after a failure decays again after successful steps, so it
+        # does not distort the Newton direction for the rest of the solve.
+        kkt.rho = torch.where(bad, (kkt.rho * 100).clamp(max=_RHO_MAX), (kkt.rho / 10).clamp(min=base_rho))
+        kkt.delta = torch.where(bad, (kkt.delta * 100).clamp(max=_RHO_MAX), (kkt.delta / 10).clamp(min=base_delta))
+        shift_down = torch.where(kkt.shift > 10 * finfo.eps, kkt.shift / 10, torch.zeros_like(kkt.shift))
+        kkt.shift = torch.where(bad, (kkt.shift * 100).clamp(min=10 * finfo.eps, max=_RHO_MAX), shift_down)
         keep = take.unsqueeze(-1)
         last_dz = torch.where(keep, a * d.z, 0)
         it = Iterate(*(torch.where(keep, new, old) for new, old in zip(
