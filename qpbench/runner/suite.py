@@ -9,12 +9,30 @@ any default except ``threads``. Every error names the file and the key at fault.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The checkout beside the package (an editable install); see suites_dir() for the full order.
 PROBLEMS_DIR = Path(__file__).resolve().parents[2] / "problems"
+SUITES_DIR_VARIABLE = "QPBENCH_SUITES_DIR"
+
+
+def suites_dir() -> Path:
+    """Where suite names are looked up: $QPBENCH_SUITES_DIR, else ./problems in the working
+    directory (a checkout, tox), else the checkout beside the package (editable install).
+
+    A wheel install has no ``problems/`` folder of its own, hence the working-directory step.
+    """
+    env = os.environ.get(SUITES_DIR_VARIABLE)
+    if env:
+        return Path(env)
+    for folder in (Path.cwd() / "problems", PROBLEMS_DIR):
+        if any(folder.glob("*.toml")):
+            return folder
+    return PROBLEMS_DIR
 
 TOLERANCES = ("low", "mid", "high")
 DTYPES = ("float32", "float64")
@@ -92,15 +110,19 @@ def suite_path(name_or_path: str | Path) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"suite file {path} does not exist")
         return path
-    path = PROBLEMS_DIR / f"{text}.toml"
+    folder = suites_dir()
+    path = folder / f"{text}.toml"
     if not path.is_file():
         known = ", ".join(suite_names()) or "none"
-        raise ValueError(f"unknown suite {text!r}; known suites: {known} (or give a path to a .toml file)")
+        raise ValueError(
+            f"unknown suite {text!r} in {folder}; known suites: {known} (or give a path to a .toml file, "
+            f"run from a qpbench checkout, or set {SUITES_DIR_VARIABLE})"
+        )
     return path
 
 
 def suite_names() -> list[str]:
-    return sorted(p.stem for p in PROBLEMS_DIR.glob("*.toml"))
+    return sorted(p.stem for p in suites_dir().glob("*.toml"))
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
