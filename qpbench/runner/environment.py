@@ -73,8 +73,18 @@ def library_versions() -> dict[str, str | None]:
     return found
 
 
-def git_commit(root: Path = REPO_ROOT) -> dict[str, Any]:
-    """HEAD commit and whether the working tree had changes (None outside a git checkout)."""
+def git_commit(root: Path | None = None) -> dict[str, Any]:
+    """HEAD commit and whether the working tree had changes (None outside a git checkout).
+
+    Without ``root``: the checkout beside the package (editable install), else the working
+    directory (a wheel install run from a checkout, as tox does).
+    """
+    if root is None:
+        for candidate in (REPO_ROOT, Path.cwd()):
+            found = git_commit(candidate)
+            if found["commit"]:
+                return found
+        return {"commit": None, "dirty": None}
 
     def git(*args: str) -> str | None:
         try:
