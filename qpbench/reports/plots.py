@@ -19,9 +19,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
+# Ten strong colours, then their light variants; with 7 markers (coprime to 20) every one of the
+# first 140 solvers gets its own (colour, marker) pair, so two solvers never look the same.
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf")  # fmt: skip
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+           "#bcbd22", "#17becf", "#aec7e8", "#ff9896", "#98df8a", "#ffbb78", "#c5b0d5", "#c49c94",
+           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")  # fmt: skip
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _NOTE_FAILED = "hollow marker:\nnot every problem\nin the batch succeeded"
 
 
@@ -56,8 +59,19 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def _legend(ax: Axes, title: str | None = None) -> None:
-    """Legend outside the axes, on the right, so it never hides data."""
-    ax.legend(title=title, title_fontsize="small", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    """Legend outside the axes, on the right, so it never hides data; compact when long, so
+    that twenty-odd solvers still fit the figure's height."""
+    entries = len(ax.get_legend_handles_labels()[1])
+    compact = entries > 12
+    ax.legend(
+        title=title,
+        title_fontsize="x-small" if compact else "small",
+        fontsize="x-small" if compact else "small",
+        labelspacing=0.15 if compact else 0.5,
+        borderaxespad=0.2 if compact else 0.5,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+    )
 
 
 def _no_data(ax: Axes, message: str) -> None:
