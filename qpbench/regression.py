@@ -147,6 +147,8 @@ class Comparison:
         return _render(self)
 
 
+_AGGREGATE_CASE = "all timed cases"
+
 # ----------------------------------------------------------------------------- public entry
 
 
@@ -173,6 +175,14 @@ def compare_tables(
         first.notes.append(f"confirmation re-run failed ({exc}); speed/timeout findings stand unconfirmed")
         return first
     persisting = {(r.case, r.metric) for r in second.regressions if _is_speed(r)}
+    pooled = _pooled_aggregate(first.aggregate, second.aggregate, options)
+    if pooled is not None and pooled.regressed:
+        # The aggregate is judged on both runs together (see _pooled_aggregate): a slowdown near
+        # the limit would otherwise pass whenever either run alone fell just under it.
+        persisting |= {(r.case, r.metric) for r in first.regressions if r.case == _AGGREGATE_CASE}
+        first.notes.append(
+            f"aggregate over both runs: {pooled.change:.2f}x (pooled margin {pooled.margin:.0%})"
+        )
     kept = [r for r in first.regressions if not _is_speed(r) or (r.case, r.metric) in persisting]
     for reg in first.regressions:
         if reg not in kept:
@@ -252,7 +262,7 @@ def _compare_once(baseline: pd.DataFrame, current: pd.DataFrame, options: Compar
     if aggregate is not None and aggregate.regressed:
         regressions.append(
             Regression(
-                "all timed cases",  # the same label in a confirmation re-run, whatever it timed
+                _AGGREGATE_CASE,  # the same label in a confirmation re-run, whatever it timed
                 "time_ratio_geomean",
                 1.0,
                 aggregate.change,
@@ -547,6 +557,22 @@ def _median(values: Sequence[float]) -> float:
 
 def _geomean(values: Sequence[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _pooled_aggregate(first: Aggregate | None, second: Aggregate | None, options: CompareOptions) -> Aggregate | None:
+    """The aggregate of a run and its confirmation re-run taken together.
+
+    The change is the geometric mean of the two; the noise part of the margin shrinks by sqrt(2)
+    (two independent runs), never below ``aggregate_threshold``. A load spike in one run moves
+    the pooled change only half as far, so this keeps false alarms rare while a real slowdown
+    near the limit is no longer cleared by one lucky re-run.
+    """
+    if first is None or second is None:
+        return None
+    change = math.sqrt(first.change * second.change)
+    noise = max(math.log1p(first.margin), math.log1p(second.margin)) / math.sqrt(2.0)
+    margin = max(options.aggregate_threshold, math.expm1(noise))
+    return Aggregate(change, margin, min(first.cases, second.cases))
 
 
 def _aggregate(cases: list[CaseDiff], options: CompareOptions) -> Aggregate | None:

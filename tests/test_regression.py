@@ -443,3 +443,27 @@ def test_cli_confirm_command_reruns_into_out(tmp_path: Path, capsys: pytest.Capt
     assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", "false {out}"]) == 1
     assert "unconfirmed" in capsys.readouterr().out
     assert cli_main(["compare", str(base_dir), str(slow_dir), "--confirm-cmd", "true"]) == 2
+
+
+def _scaled(table: pd.DataFrame, factor: float) -> pd.DataFrame:
+    out = table.copy()
+    for column in ("solve_time_median", "solve_time_min", "solve_time_max"):
+        out[column] = factor * out[column]
+    return out
+
+
+def test_slowdown_near_the_limit_is_judged_on_both_runs_together() -> None:
+    # First run 1.20x (over the 15 % aggregate floor), re-run 1.13x (under it on its own):
+    # pooled, sqrt(1.20 * 1.13) = 1.164x stays over the floor, so the slowdown stands.
+    base = make_table()
+    first = _scaled(base, 1.20)
+    result = compare_tables(base, first, CompareOptions(confirm=lambda: _scaled(base, 1.13)))
+    assert [r.metric for r in result.regressions] == ["time_ratio_geomean"]
+    assert any("aggregate over both runs" in note for note in result.notes)
+
+
+def test_one_run_spike_is_still_cleared_when_pooled() -> None:
+    # A spike in one run (1.3x) with a normal re-run (1.0x) pools to 1.14x: under the floor.
+    base = make_table()
+    result = compare_tables(base, _scaled(base, 1.30), CompareOptions(confirm=lambda: base.copy()))
+    assert result.ok
