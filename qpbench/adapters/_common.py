@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import abc
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
-from qpbench.problem import QPBatch
+from qpbench.problem import NAMES, QPBatch
 from qpbench.status import Status
 
 # Large finite stand-in for "no bound" where a solver wants explicit lower bounds.
@@ -43,16 +43,31 @@ class ProblemArrays:
         return self.b.shape[0]
 
 
+def batch_arrays(batch: QPBatch) -> dict[str, np.ndarray]:
+    """The six tensors of ``batch``, each with its batch dimension, as NumPy float64 on the CPU."""
+    return {name: batch.expanded(name).detach().to("cpu", torch.float64).numpy() for name in NAMES}
+
+
 def split_problems(batch: QPBatch) -> list[ProblemArrays]:
     """Every problem of ``batch`` as NumPy float64 arrays on the CPU."""
-    arrays = {
-        name: batch.expanded(name).detach().to("cpu", torch.float64).numpy()
-        for name in ("Q", "p", "G", "h", "A", "b")
-    }
+    arrays = batch_arrays(batch)
     return [
         ProblemArrays(**{name: np.ascontiguousarray(arr[i]) for name, arr in arrays.items()})
         for i in range(batch.batch_size)
     ]
+
+
+def conic_rows(data: ProblemArrays) -> tuple[np.ndarray, np.ndarray]:
+    """[A; G] and [b; h]: equality rows first, then the inequality rows (G and A always have n columns)."""
+    return np.vstack([data.A, data.G]), np.concatenate([data.b, data.h])
+
+
+def derived_status(finite: np.ndarray, converged: np.ndarray) -> np.ndarray:
+    """Status for a package that reports none: SOLVED where its own stopping test holds, MAX_ITER
+    where it does not, NUMERICAL_ERROR where the answer is not finite."""
+    return np.where(
+        finite, np.where(converged, int(Status.SOLVED), int(Status.MAX_ITER)), int(Status.NUMERICAL_ERROR)
+    ).astype(np.int64)
 
 
 def check_supported(adapter: Adapter, batch: QPBatch) -> None:
@@ -110,7 +125,6 @@ class LoopedPrepared:
     m: int
     k: int
     time_limit: float = float("inf")
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LoopedAdapter(Adapter):

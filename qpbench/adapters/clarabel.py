@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, finite_or_none
+from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, conic_rows, finite_or_none
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.status import Status
 
@@ -22,12 +22,6 @@ _STATUS = {
     "NumericalError": Status.NUMERICAL_ERROR,
     "InsufficientProgress": Status.NUMERICAL_ERROR,
 }
-
-
-def conic_rows(data: ProblemArrays) -> tuple[np.ndarray, np.ndarray]:
-    """[A; G] and [b; h]: equalities first (zero cone), then G z + s = h with s >= 0."""
-    M = np.vstack([data.A, data.G]) if data.m + data.k else np.zeros((0, data.n))
-    return M, np.concatenate([data.b, data.h])
 
 
 class ClarabelAdapter(LoopedAdapter):
@@ -57,7 +51,7 @@ class ClarabelAdapter(LoopedAdapter):
         import clarabel
         import scipy.sparse as sp
 
-        M, rhs = conic_rows(data)
+        M, rhs = conic_rows(data)  # equalities first (zero cone), then G z + s = h with s >= 0
         cones = []
         if data.k:
             cones.append(clarabel.ZeroConeT(data.k))

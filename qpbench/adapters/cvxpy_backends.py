@@ -124,16 +124,15 @@ class CvxpyAdapter(LoopedAdapter):
         if z.value is None:
             return OneResult(status, iterations=iterations, error="" if status else str(problem.status))
 
-        def dual(con: Any, size: int) -> np.ndarray | None:
+        def dual(con: Any) -> np.ndarray | None:
             if con is None:
                 return np.zeros(0)
             value = con.dual_value
-            return None if value is None else np.asarray(value, dtype=np.float64).reshape(size)
+            return None if value is None else np.asarray(value, dtype=np.float64).reshape(con.size)
 
         # CVXPY's duals follow the Lagrangian f + lam'(Gz - h) + nu'(Az - b): the suite's signs.
         x = np.asarray(z.value, dtype=np.float64).reshape(-1)
-        return OneResult(status, z=x, lam=dual(ineq, ineq.size if ineq is not None else 0),
-                         nu=dual(eq, eq.size if eq is not None else 0), iterations=iterations)
+        return OneResult(status, z=x, lam=dual(ineq), nu=dual(eq), iterations=iterations)
 
 
 def cvxpy_adapters() -> list[CvxpyAdapter]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import INFINITY, LoopedAdapter, OneResult, ProblemArrays, finite_or_none
+from qpbench.adapters._common import INFINITY, LoopedAdapter, OneResult, ProblemArrays, conic_rows, finite_or_none
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.status import Status
 
@@ -41,8 +41,7 @@ class DAQPAdapter(LoopedAdapter):
         return opts
 
     def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:
-        M = np.ascontiguousarray(np.vstack([data.A, data.G]))
-        upper = np.concatenate([data.b, data.h])
+        M, upper = conic_rows(data)
         lower = np.concatenate([data.b, np.full(data.m, -INFINITY)])
         sense = np.concatenate([np.full(data.k, _EQUALITY), np.zeros(data.m)]).astype(np.int32)
         return data, M, upper, lower, sense

@@ -1,7 +1,7 @@
 """The in-house batched PDIPM (``qpbench.solver``): CPU and CUDA, float32 and float64, batched.
 
 Differentiable through ``qpbench.layer.QPFunction`` (gradients of shared tensors are summed over
-the batch); until that module exists, ``differentiable_solve`` raises NotImplementedError.
+the batch).
 
 Test-only knob: the environment variable ``QPBENCH_INHOUSE_EXTRA_FACTORIZATIONS=N`` passes
 ``extra_factorizations=N`` to the solver, which then factorizes the KKT system N extra times per
@@ -91,12 +91,7 @@ class InHouseAdapter(Adapter):
         )
 
     def differentiable_solve(self, batch: QPBatch, tolerance: Tolerance | str) -> Tensor:
-        try:
-            from qpbench.layer import QPFunction
-        except ImportError as exc:
-            raise NotImplementedError(
-                "inhouse: qpbench.layer.QPFunction has not landed yet; no gradients"
-            ) from exc
+        from qpbench.layer import QPFunction
         from qpbench.solver import SolverSettings
 
         check_supported(self, batch)

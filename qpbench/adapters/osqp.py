@@ -24,8 +24,8 @@ _STATUS = {
 
 
 def stacked_rows(data: ProblemArrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """[G; A] with bounds l <= [G; A] z <= u (the l <= Az <= u form OSQP and PIQP use)."""
-    M = np.vstack([data.G, data.A]) if data.m + data.k else np.zeros((0, data.n))
+    """[G; A] with bounds l <= [G; A] z <= u (OSQP's l <= Az <= u form)."""
+    M = np.vstack([data.G, data.A])
     lower = np.concatenate([np.full(data.m, -np.inf), data.b])
     upper = np.concatenate([data.h, data.b])
     return M, lower, upper

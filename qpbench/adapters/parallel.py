@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from qpbench.adapters._common import UNLIMITED, check_supported
+from qpbench.adapters._common import UNLIMITED, batch_arrays, check_supported
 from qpbench.adapters._worker import receive, send
 from qpbench.adapters.base import Adapter, SolveOutput, Tolerance
-from qpbench.problem import NAMES, QPBatch
+from qpbench.problem import QPBatch
 
 
 def chunk_bounds(batch_size: int, workers: int) -> list[tuple[int, int]]:
@@ -119,8 +119,7 @@ class WorkersAdapter(Adapter):
                     )
                 )
             for proc, (start, stop) in zip(processes, bounds, strict=True):
-                chunk = batch[start:stop]
-                arrays = {k: chunk.expanded(k).detach().to("cpu", torch.float64).numpy() for k in NAMES}
+                arrays = batch_arrays(batch[start:stop])
                 send(proc.stdin, ("setup", self.base.name, arrays, level, time_limit))
             for proc in processes:
                 _reply(proc, "setup")

@@ -14,14 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from qpbench.adapters._common import INFINITY, UNLIMITED, check_supported
+from qpbench.adapters._common import INFINITY, UNLIMITED, check_supported, derived_status
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
-from qpbench.status import Status
 
 
 @dataclass
@@ -69,12 +67,9 @@ class ProxQPLayerAdapter(Adapter):
         # below eps (absolute), so the status here repeats that test, with a factor 10 of slack for
         # ProxQP's internal scaling: SOLVED if it holds, MAX_ITER if not, NUMERICAL_ERROR if the
         # answer is not finite. (Infeasible problems therefore show as MAX_ITER.)
-        res = bt.residuals(z.to(bt.dtype), lam.to(bt.dtype), nu.to(bt.dtype))
+        res = bt.residuals(z, lam, nu)
         converged = (torch.maximum(res["primal"], res["dual"]) <= 10 * prepared.options["eps"]).cpu().numpy()
-        finite = torch.isfinite(z).all(-1).cpu().numpy()
-        status = np.where(
-            finite, np.where(converged, int(Status.SOLVED), int(Status.MAX_ITER)), int(Status.NUMERICAL_ERROR)
-        ).astype(np.int64)
+        status = derived_status(torch.isfinite(z).all(-1).cpu().numpy(), converged)
         return SolveOutput(z=z.double(), status=status, lam=lam.double(), nu=nu.double())
 
     def differentiable_solve(self, batch: QPBatch, tolerance: Tolerance | str) -> Tensor:

@@ -21,14 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from qpbench.adapters._common import UNLIMITED, check_supported
+from qpbench.adapters._common import UNLIMITED, check_supported, derived_status
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
-from qpbench.status import Status
 
 
 @dataclass
@@ -73,11 +71,7 @@ class QpthAdapter(Adapter):
             )
         nu = y if bt.k else torch.zeros(bt.batch_size, 0, dtype=x.dtype, device=x.device)
         resid = _qpth_residual(Q, p, G, h, A, b, x, lam, nu, s)
-        status = np.where(
-            resid.isfinite().cpu().numpy(),
-            np.where((resid <= opts["eps"]).cpu().numpy(), int(Status.SOLVED), int(Status.MAX_ITER)),
-            int(Status.NUMERICAL_ERROR),
-        ).astype(np.int64)
+        status = derived_status(resid.isfinite().cpu().numpy(), (resid <= opts["eps"]).cpu().numpy())
         return SolveOutput(
             z=x.double(), status=status, lam=lam.double(), nu=nu.double(),
             info={"qpth_residual": resid.double()},

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays
+from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, conic_rows
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.status import Status
 
@@ -22,9 +22,8 @@ class QuadprogAdapter(LoopedAdapter):
 
     def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:
         # quadprog solves min 1/2 x'Gx - a'x s.t. C'x >= b, the first meq rows as equalities.
-        C = -np.vstack([data.A, data.G]).T
-        rhs = -np.concatenate([data.b, data.h])
-        return data, np.ascontiguousarray(C), rhs
+        M, rhs = conic_rows(data)
+        return data, np.ascontiguousarray(-M.T), -rhs
 
     def solve_one(self, item: Any, options: dict[str, Any]) -> OneResult:
         import quadprog

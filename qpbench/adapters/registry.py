@@ -33,18 +33,9 @@ def _factories() -> dict[str, Callable[[], Adapter]]:
         GurobiAdapter, SCSAdapter,
     ]
     factories: dict[str, Callable[[], Adapter]] = {cls.name: cls for cls in classes}
-    for adapter in cvxpy_adapters():
-        factories[adapter.name] = _fixed(adapter.solver)
+    for adapter in cvxpy_adapters():  # built afresh on every call, so each lookup gets its own
+        factories[adapter.name] = lambda adapter=adapter: adapter
     return factories
-
-
-def _fixed(solver: str) -> Callable[[], Adapter]:
-    def make() -> Adapter:
-        from qpbench.adapters.cvxpy_backends import cvxpy_adapters
-
-        return next(a for a in cvxpy_adapters() if a.solver == solver)
-
-    return make
 
 
 def adapter_names() -> list[str]:

@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, finite_or_none
+from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, conic_rows, finite_or_none
 from qpbench.adapters.base import Capabilities, Tolerance
-from qpbench.adapters.clarabel import conic_rows
 from qpbench.problem import QPBatch
 from qpbench.status import Status
 
