@@ -138,12 +138,12 @@ def polish(Q, p, G, h, A, b, z, lam, nu):
         sol = lstsq(K, rhs, lapack_driver="gelsy")[0]
     except (np.linalg.LinAlgError, ValueError):
         return z, lam, nu
+    if not np.all(np.isfinite(sol)):
+        return z, lam, nu
     z2 = sol[:n]
     lam2 = np.zeros_like(lam)
     lam2[active] = np.maximum(sol[n : n + a], 0.0)
     nu2 = sol[n + a :]
-    if not np.all(np.isfinite(sol)):
-        return z, lam, nu
     before = kkt_residual(Q, p, G, h, A, b, z, lam, nu)
     after = kkt_residual(Q, p, G, h, A, b, z2, lam2, nu2)
     return (z2, lam2, nu2) if after < before else (z, lam, nu)
@@ -168,11 +168,11 @@ def solve_one(
     iterations = int(getattr(result, "iterations", -1))
     seconds = float(getattr(result, "solve_time", math.nan))
     if name not in _DEFINITE:
-        settings.equilibrate_enable = False
+        equilibrate, settings.equilibrate_enable = settings.equilibrate_enable, False
         try:
             retry = _clarabel_attempt(Q, p, G, h, A, b, settings)
         finally:
-            settings.equilibrate_enable = True
+            settings.equilibrate_enable = equilibrate
         retry_name = _status_name(retry.status)
         iterations += int(getattr(retry, "iterations", 0))
         seconds += float(getattr(retry, "solve_time", math.nan))
@@ -226,15 +226,8 @@ def reference_solve(
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as error:  # Clarabel's Rust panics derive from BaseException
-            status, name, zi, lami, nui, its, secs = (
-                Status.NUMERICAL_ERROR,
-                f"exception: {error!r}",
-                None,
-                None,
-                None,
-                -1,
-                nan,
-            )
+            status, name, its, secs = Status.NUMERICAL_ERROR, f"exception: {error!r}", -1, nan
+            zi = lami = nui = None
         statuses.append(status)
         raw.append(name)
         iterations.append(its)

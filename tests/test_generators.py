@@ -154,6 +154,7 @@ def test_control_sizes_add_up_to_n(n: int) -> None:
 
 
 def test_device_argument_is_honoured() -> None:
+    # Vacuous where CPU is the only device; test_same_problems_on_cuda checks the placement there.
     batch = generate("box", 2, 5, device=torch.device("cpu"))
     assert all(t.device.type == "cpu" for t in batch.tensors().values())
 
@@ -163,6 +164,7 @@ def test_same_problems_on_cuda() -> None:
     cpu = generate("random_eq", 2, N, seed=3)
     gpu = generate("random_eq", 2, N, seed=3, device="cuda")
     for name in ("Q", "p", "G", "h", "A", "b"):
+        assert getattr(gpu, name).device.type == "cuda", name
         assert torch.equal(getattr(gpu, name).cpu(), getattr(cpu, name)), name
 
 

@@ -36,6 +36,10 @@ def eye(n: int) -> Tensor:
     return torch.eye(n, dtype=F64, device=CPU)
 
 
+def zeros(*shape: int) -> Tensor:
+    return torch.zeros(*shape, dtype=F64, device=CPU)
+
+
 def mv(M: Tensor, v: Tensor) -> Tensor:
     """Batched matrix-vector product (B, r, c) x (B, c) -> (B, r)."""
     return (M @ v.unsqueeze(-1)).squeeze(-1)
@@ -45,6 +49,25 @@ def gram(M: Tensor) -> Tensor:
     """M M^T, symmetrized so the result is exactly symmetric despite rounding."""
     S = M @ M.transpose(-1, -2)
     return (S + S.transpose(-1, -2)).mul_(0.5)
+
+
+def well_conditioned_psd(gen: torch.Generator, B: int, n: int) -> Tensor:
+    """Q = M M^T / n + 0.1 I with M ~ N(0, 1): positive definite, eigenvalues in about [0.1, 4.1]."""
+    Q = gram(randn(gen, B, n, n)).div_(n)
+    Q.diagonal(dim1=-2, dim2=-1).add_(0.1)  # in place: B n^2 temporaries add up at B = 4096
+    return Q
+
+
+def require_at_most(name: str, value: int, bound: int, why: str) -> None:
+    if value > bound:
+        raise ValueError(f"{name} = {value} is too large: must be <= {bound} ({why})")
+
+
+def shuffle_rows(gen: torch.Generator, M: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Permute the rows of M (B, r, c) and v (B, r) of each problem independently, together."""
+    B, r, c = M.shape
+    order = torch.argsort(rand(gen, B, r), dim=-1)
+    return torch.gather(M, 1, order.unsqueeze(-1).expand(B, r, c)), torch.gather(v, 1, order)
 
 
 def strictly_feasible_rhs(gen: torch.Generator, G: Tensor, z0: Tensor) -> Tensor:

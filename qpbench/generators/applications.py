@@ -14,23 +14,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qpbench.generators._common import cpu_generator, eye, finish, rand, randn
+from qpbench.generators._common import cpu_generator, eye, finish, mv, rand, randn, zeros
 from qpbench.generators._registry import register
 from qpbench.problem import QPBatch
-
-
-def zeros(*shape: int) -> Tensor:
-    return torch.zeros(*shape, dtype=torch.float64)
 
 
 def sparse_randn(gen: torch.Generator, density: float, *shape: int) -> Tensor:
     """Gaussian entries kept with probability ``density`` (dense storage)."""
     values = randn(gen, *shape)
     return values * (rand(gen, *shape) < density)
-
-
-def diag_batch(diagonal: Tensor) -> Tensor:
-    return torch.diag_embed(diagonal)
 
 
 def blocks(rows: list[list[Tensor]]) -> Tensor:
@@ -62,7 +54,7 @@ def portfolio(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, dev
     F = sparse_randn(gen, 0.5, B, assets, factors)
     D = rand(gen, B, assets) * factors**0.5
     mu = randn(gen, B, assets)
-    Q = diag_batch(torch.cat([2 * D, 2 * torch.ones(B, factors, dtype=torch.float64)], dim=-1))
+    Q = torch.diag_embed(torch.cat([2 * D, 2 * torch.ones(B, factors, dtype=torch.float64)], dim=-1))
     p = torch.cat([-mu, zeros(B, factors)], dim=-1)
     A = blocks(
         [
@@ -101,9 +93,9 @@ def lasso(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device:
     gen = cpu_generator(seed)
     Ad = sparse_randn(gen, 0.5, B, data, features)
     x_true = (rand(gen, B, features) > 0.5) * randn(gen, B, features) / features**0.5
-    bd = (Ad @ x_true.unsqueeze(-1)).squeeze(-1) + randn(gen, B, data)
-    lam = (Ad.transpose(1, 2) @ bd.unsqueeze(-1)).squeeze(-1).abs().amax(-1, keepdim=True) / 5
-    Q = diag_batch(torch.cat([zeros(B, features), 2 + zeros(B, data), zeros(B, features)], dim=-1))
+    bd = mv(Ad, x_true) + randn(gen, B, data)
+    lam = mv(Ad.transpose(1, 2), bd).abs().amax(-1, keepdim=True) / 5
+    Q = torch.diag_embed(torch.cat([zeros(B, features), 2 + zeros(B, data), zeros(B, features)], dim=-1))
     p = torch.cat([zeros(B, features + data), lam.expand(B, features)], dim=-1)
     A = torch.cat([Ad, -eye(data).expand(B, data, data), zeros(B, data, features)], dim=-1)
     I_f = eye(features)
@@ -153,8 +145,8 @@ def huber(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device:
     x_true = randn(gen, B, features) / features**0.5
     inlier = rand(gen, B, data) < 0.95
     noise = torch.where(inlier, 0.5 * randn(gen, B, data), 10.0 * rand(gen, B, data))
-    bd = (Ad @ x_true.unsqueeze(-1)).squeeze(-1) + noise
-    Q = diag_batch(torch.cat([zeros(B, features), 1 + zeros(B, data), zeros(B, 2 * data)], dim=-1))
+    bd = mv(Ad, x_true) + noise
+    Q = torch.diag_embed(torch.cat([zeros(B, features), 1 + zeros(B, data), zeros(B, 2 * data)], dim=-1))
     p = torch.cat([zeros(B, features + data), torch.ones(B, 2 * data, dtype=torch.float64)], dim=-1)
     I_d = eye(data).expand(B, data, data)
     A = torch.cat([Ad, -I_d, -I_d, I_d], dim=-1)
@@ -190,7 +182,7 @@ def svm(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: t
     values = randn(gen, B, data, features)
     mask = (rand(gen, B, data, features) < 0.15).double()
     Ad = values * mask / features**0.5 + labels.view(1, data, 1) * mask / features
-    Q = diag_batch(torch.cat([torch.ones(B, features), zeros(B, data)], dim=-1).double())
+    Q = torch.diag_embed(torch.cat([torch.ones(B, features), zeros(B, data)], dim=-1).double())
     p = torch.cat([zeros(B, features), 0.5 * torch.ones(B, data, dtype=torch.float64)], dim=-1)
     I_d = eye(data).expand(B, data, data)
     G = blocks([[labels.view(1, data, 1) * Ad, -I_d], [zeros(B, data, features), -I_d]])

@@ -11,18 +11,13 @@ from qpbench.generators._common import (
     mv,
     rand,
     randn,
+    require_at_most,
+    shuffle_rows,
     strictly_feasible_rhs,
+    well_conditioned_psd,
 )
 from qpbench.generators._registry import register
-from qpbench.generators.random_qp import require_at_most, well_conditioned_psd
 from qpbench.problem import QPBatch
-
-
-def shuffle_rows(gen: torch.Generator, G: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Permute the rows of each problem independently (so the culprit rows are not always last)."""
-    B, m, n = G.shape
-    order = torch.argsort(rand(gen, B, m), dim=-1)
-    return torch.gather(G, 1, order.unsqueeze(-1).expand(B, m, n)), torch.gather(h, 1, order)
 
 
 @register(

@@ -13,22 +13,14 @@ from qpbench.generators._common import (
     mv,
     rand,
     randn,
+    require_at_most,
+    shuffle_rows,
     strictly_feasible_rhs,
+    well_conditioned_psd,
+    zeros,
 )
 from qpbench.generators._registry import register
 from qpbench.problem import QPBatch
-
-
-def well_conditioned_psd(gen: torch.Generator, B: int, n: int) -> torch.Tensor:
-    """Q = M M^T / n + 0.1 I with M ~ N(0, 1): positive definite, eigenvalues in about [0.1, 4.1]."""
-    Q = gram(randn(gen, B, n, n)).div_(n)
-    Q.diagonal(dim1=-2, dim2=-1).add_(0.1)  # in place: B n^2 temporaries add up at B = 4096
-    return Q
-
-
-def require_at_most(name: str, value: int, bound: int, why: str) -> None:
-    if value > bound:
-        raise ValueError(f"{name} = {value} is too large: must be <= {bound} ({why})")
 
 
 @register(
@@ -156,7 +148,7 @@ def lp(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: to
         raise ValueError(f"m = {m} is too small: the lp family needs m >= 2n = {2 * n} (box rows)")
     require_at_most("k", k, n, "A must have full row rank")
     gen = cpu_generator(seed)
-    Q = torch.zeros(B, n, n, dtype=torch.float64)
+    Q = zeros(B, n, n)
     p = randn(gen, B, n)
     z0 = rand(gen, B, n) - 0.5
     G_free = randn(gen, B, m - 2 * n, n)
@@ -211,7 +203,7 @@ def rank_deficient(
     """
     gen = cpu_generator(seed)
     r = max(1, n // 2)
-    Q = torch.zeros(B, n, n, dtype=torch.float64)
+    Q = zeros(B, n, n)
     Q[:, :r, :r] = gram(randn(gen, B, r, 2 * r)) / (2 * r)
     Q = permute_symmetric(Q, torch.argsort(rand(gen, B, n), dim=-1))
 
@@ -225,9 +217,7 @@ def rank_deficient(
     b_E = mv(E, z_opt)
     A = torch.cat([E, factor.unsqueeze(-1) * torch.gather(E, 1, source.unsqueeze(-1).expand(-1, -1, n))], 1)
     b = torch.cat([b_E, factor * torch.gather(b_E, 1, source)], dim=-1)
-    row_order = torch.argsort(rand(gen, B, k), dim=-1)
-    A = torch.gather(A, 1, row_order.unsqueeze(-1).expand(B, k, n))
-    b = torch.gather(b, 1, row_order)
+    A, b = shuffle_rows(gen, A, b)
 
     G = randn(gen, B, m, n)
     n_active = min(m // 2, max(0, n - rank_A - 1))

@@ -65,8 +65,11 @@ def _read(path: str, mtime: float) -> dict[str, np.ndarray]:
     import scipy.io
 
     raw = scipy.io.loadmat(path)
-    P = raw["P"].toarray().astype(np.float64) if hasattr(raw["P"], "toarray") else np.asarray(raw["P"], float)
-    A = raw["A"].toarray().astype(np.float64) if hasattr(raw["A"], "toarray") else np.asarray(raw["A"], float)
+
+    def dense(x) -> np.ndarray:  # the files store P and A sparse, but accept dense ones too
+        return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+
+    P, A = dense(raw["P"]), dense(raw["A"])
     data = {
         "P": 0.5 * (P + P.T),
         "q": np.asarray(raw["q"], dtype=np.float64).reshape(-1),
