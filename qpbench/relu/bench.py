@@ -22,7 +22,7 @@ import torch
 
 from qpbench.relu.lp_solvers import default_backend, solve_lps
 from qpbench.relu.mip import solve_mip
-from qpbench.relu.network import ReluNet, parse_architecture, random_network, train_network
+from qpbench.relu.network import TEST_FUNCTIONS, ReluNet, parse_architecture, random_network, train_network
 from qpbench.relu.regions import region_lps, sample_box, unique_patterns
 from qpbench.relu.sampling import sampling_search
 
@@ -66,8 +66,6 @@ def make_network(
     if kind == "random":
         return random_network(dims, seed), 1.0, {"function": "none"}
     function = "peaks" if dims[0] == 2 else "rastrigin"
-    from qpbench.relu.network import TEST_FUNCTIONS
-
     net, mse = train_network(dims, function, seconds=train_seconds, seed=seed)
     return net, TEST_FUNCTIONS[function][1], {"function": function, "train_mse": mse}
 
@@ -152,18 +150,24 @@ def _mip_row(base: dict[str, Any], res: Any) -> dict[str, Any]:
     }
 
 
-def run_network(spec: str, config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """All methods on one network, one row each, plus the LP throughput row."""
+def _network_setup(spec: str, config: BenchConfig
+                   ) -> tuple[ReluNet, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """(network, box lo, box hi, the columns every row of this network starts with)."""
     net, width, described = make_network(spec, config.net, config.seed, config.train_seconds)
     lo = torch.full((net.input_dim,), -width, dtype=net.dtype)
-    hi = -lo
     base = {"network": f"{config.net}:{spec}", "net_kind": config.net, "architecture": spec,
             "input_dim": net.input_dim, "hidden": net.n_hidden, "seed": config.seed, **described}
+    return net, lo, -lo, base
+
+
+def _throughput_log(spec: str, row: dict[str, Any], backends: tuple[str, ...]) -> str:
+    return f"  {spec} throughput " + ", ".join(f"{b}: {row[b + '_lps_per_s']:.1f} LP/s" for b in backends)
+
+
+def run_network(spec: str, config: BenchConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """All methods on one network, one row each, plus the LP throughput row."""
+    net, lo, hi, base = _network_setup(spec, config)
     rows: list[dict[str, Any]] = []
-
-    def keep(row: dict[str, Any]) -> None:
-        rows.append(row)
-
     backend = default_backend()
     searches = []
     for enhanced in (False, True):
@@ -171,7 +175,7 @@ def run_network(spec: str, config: BenchConfig, log: Callable[[str], None] = pri
                               batch_size=config.batch_size, backend=backend, enhanced=enhanced,
                               seed=config.seed)
         searches.append(res)
-        keep(_search_row(base, res))
+        rows.append(_search_row(base, res))
         log(f"  {spec} {res.method:18s} best {res.best_value:+.6f}  {res.lps_solved} LPs "
             f"in {res.seconds:.1f} s ({backend})")
     best_x = max(searches, key=lambda r: r.best_value).best_x  # warm start for the MIPs
@@ -179,15 +183,15 @@ def run_network(spec: str, config: BenchConfig, log: Callable[[str], None] = pri
         for bounds, warm in MIP_VARIANTS:
             res = solve_mip(net, lo, hi, solver, config.mip_time_limit, best_x if warm else None,
                             bounds=bounds)
-            keep(_mip_row(base, res))
+            rows.append(_mip_row(base, res))
             log(f"  {spec} {mip_method(solver, bounds, warm):26s} "
                 f"{res.status:10s} best {res.best_value:+.6f} bound {res.bound:+.6f} in {res.seconds:.1f} s"
                 + (f" ({res.reason})" if res.reason else ""))
     backends = ("inhouse", "highs") if backend == "inhouse" else ("highs",)
     thr = {**base, "kind": "throughput", **measure_throughput(net, lo, hi, config.throughput_lps,
                                                              config.seed, backends)}
-    keep(thr)
-    log(f"  {spec} throughput " + ", ".join(f"{b}: {thr[b + '_lps_per_s']:.1f} LP/s" for b in backends))
+    rows.append(thr)
+    log(_throughput_log(spec, thr, backends))
     _add_gaps(rows)
     return rows
 
@@ -238,14 +242,11 @@ def run_throughput_only(config: BenchConfig, out: Path, log: Callable[[str], Non
     backends = ("inhouse", "highs") if inhouse_available() else ("highs",)
     with open(out / RESULTS_FILE, "a", encoding="utf-8") as fh:
         for spec in config.sizes:
-            net, width, described = make_network(spec, config.net, config.seed, config.train_seconds)
-            lo = torch.full((net.input_dim,), -width, dtype=net.dtype)
-            row = {"network": f"{config.net}:{spec}", "net_kind": config.net, "architecture": spec,
-                   "input_dim": net.input_dim, "hidden": net.n_hidden, "seed": config.seed, **described,
-                   "kind": "throughput", **measure_throughput(net, lo, -lo, config.throughput_lps,
-                                                              config.seed, backends)}
+            net, lo, hi, base = _network_setup(spec, config)
+            row = {**base, "kind": "throughput",
+                   **measure_throughput(net, lo, hi, config.throughput_lps, config.seed, backends)}
             fh.write(json.dumps({**row, "timestamp": time.time()}, default=float) + "\n")
-            log(f"  {spec} throughput " + ", ".join(f"{b}: {row[b + '_lps_per_s']:.1f} LP/s" for b in backends))
+            log(_throughput_log(spec, row, backends))
     _write_environment(out, config, "throughput-only")
 
 

@@ -15,8 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from qpbench.adapters._common import split_problems
+from qpbench.adapters.highs import _STATUS as _HIGHS_STATUS
 from qpbench.problem import QPBatch
 from qpbench.status import Status
+from qpbench.timing import timed_call
 
 BACKENDS = ("inhouse", "highs")
 
@@ -51,21 +54,12 @@ def highs_available() -> bool:
     return True
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def solve_inhouse(batch: QPBatch, **settings: Any) -> LPBatchResult:
     if not inhouse_available():
         raise ValueError("backend 'inhouse' is not available: qpbench.solver does not export solve yet")
     from qpbench.solver import solve
 
-    _sync(batch.device)
-    start = time.perf_counter()
-    sol = solve(batch, **settings)
-    _sync(batch.device)
-    seconds = time.perf_counter() - start
+    sol, seconds = timed_call(lambda: solve(batch, **settings), batch.device)
     return LPBatchResult(
         z=sol.z,
         status=sol.status.to(torch.int64),
@@ -73,16 +67,6 @@ def solve_inhouse(batch: QPBatch, **settings: Any) -> LPBatchResult:
         backend="inhouse",
         info={"iterations": sol.iterations},
     )
-
-
-_HIGHS_STATUS = {
-    "kOptimal": Status.SOLVED,
-    "kInfeasible": Status.PRIMAL_INFEASIBLE,
-    "kUnbounded": Status.DUAL_INFEASIBLE,
-    "kUnboundedOrInfeasible": Status.DUAL_INFEASIBLE,
-    "kTimeLimit": Status.TIME_LIMIT,
-    "kIterationLimit": Status.MAX_ITER,
-}
 
 
 def highs_status(model_status: object) -> Status:
@@ -137,7 +121,7 @@ def solve_highs(batch: QPBatch, time_limit: float | None = None) -> LPBatchResul
         raise ValueError("backend 'highs' is not available: highspy is not installed")
     import highspy
 
-    data = {k: batch.expanded(k).detach().cpu().numpy() for k in ("Q", "p", "G", "h", "A", "b")}
+    problems = split_problems(batch)
     P, n = batch.batch_size, batch.n
     z = np.zeros((P, n))
     status = np.full(P, int(Status.UNKNOWN), dtype=np.int64)
@@ -146,7 +130,7 @@ def solve_highs(batch: QPBatch, time_limit: float | None = None) -> LPBatchResul
     if time_limit is not None:
         solver.setOptionValue("time_limit", float(time_limit))
     setup_start = time.perf_counter()
-    models = [_highs_model(*(data[k][i] for k in ("Q", "p", "G", "h", "A", "b"))) for i in range(P)]
+    models = [_highs_model(d.Q, d.p, d.G, d.h, d.A, d.b) for d in problems]
     start = time.perf_counter()
     for i, model in enumerate(models):
         solver.passModel(model)

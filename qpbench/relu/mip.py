@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from qpbench.relu.network import ReluNet, interval_bounds
+from qpbench.relu.network import ReluNet, interval_bounds, interval_layer
 from qpbench.relu.regions import check_box
 
 GUROBI_SIZE_LIMIT = 2000
@@ -166,23 +166,22 @@ def lp_tightened_bounds(net: ReluNet, lo: Tensor, hi: Tensor,
     for layer in range(1, len(net.hidden_sizes)):
         L_prev, U_prev = bounds[-1]
         W, b = net.weights[layer], net.biases[layer]
-        Wp, Wn = W.clamp_min(0), W.clamp_max(0)
-        h_lo, h_hi = L_prev.clamp_min(0), U_prev.clamp_min(0)
-        L, U = Wp @ h_lo + Wn @ h_hi + b, Wp @ h_hi + Wn @ h_lo + b
+        L, U = interval_layer(W, b, L_prev.clamp_min(0), U_prev.clamp_min(0))
         model, cols, index = _encode_hidden(net, lo, hi, bounds)
         unstable = torch.nonzero((L < 0) & (U > 0)).flatten().tolist()
         if unstable and cols.size:
             solver = _highs_from_model(model, relax=True)
             W_live = W.cpu().numpy()[:, index]
+            all_cols = np.arange(model.num_vars, dtype=np.int32)
             for j in unstable:
                 if time_limit is not None and time.perf_counter() - start > time_limit:
                     break
+                cost = np.zeros(model.num_vars)
+                cost[cols] = W_live[j]
+                solver.changeColsCost(model.num_vars, all_cols, cost)
                 values = []
                 for sense in (highspy.ObjSense.kMinimize, highspy.ObjSense.kMaximize):
-                    cost = np.zeros(model.num_vars)
-                    cost[cols] = W_live[j]
                     solver.changeObjectiveSense(sense)
-                    solver.changeColsCost(model.num_vars, np.arange(model.num_vars, dtype=np.int32), cost)
                     solver.run()
                     ok = str(solver.getModelStatus()).endswith("kOptimal")
                     values.append(solver.getInfo().objective_function_value + float(b[j]) if ok else None)

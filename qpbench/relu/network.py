@@ -206,14 +206,18 @@ def train_network(
     return from_sequential(model), mse
 
 
+def interval_layer(W: Tensor, b: Tensor, h_lo: Tensor, h_hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Bounds (L, U) of W h + b for h in the box [h_lo, h_hi], by interval arithmetic."""
+    Wp, Wn = W.clamp_min(0), W.clamp_max(0)
+    return Wp @ h_lo + Wn @ h_hi + b, Wp @ h_hi + Wn @ h_lo + b
+
+
 def interval_bounds(net: ReluNet, lo: Tensor, hi: Tensor) -> list[tuple[Tensor, Tensor]]:
     """Bounds (L_l, U_l) of every hidden pre-activation over the box, by interval arithmetic."""
     h_lo, h_hi = lo.to(net.dtype), hi.to(net.dtype)
     bounds = []
     for W, b in zip(net.weights[:-1], net.biases[:-1], strict=True):
-        Wp, Wn = W.clamp_min(0), W.clamp_max(0)
-        L = Wp @ h_lo + Wn @ h_hi + b
-        U = Wp @ h_hi + Wn @ h_lo + b
+        L, U = interval_layer(W, b, h_lo, h_hi)
         bounds.append((L, U))
         h_lo, h_hi = L.clamp_min(0), U.clamp_min(0)
     return bounds
