@@ -53,6 +53,8 @@ def test_pinned_threads_sets_and_restores() -> None:
 def test_timed_call_returns_result_and_seconds() -> None:
     result, seconds = timed_call(lambda: sum(range(10)), "cpu")
     assert result == 45 and seconds >= 0
+    _, slept = timed_call(lambda: time.sleep(0.002), "cpu")
+    assert 0.002 <= slept < 1.0  # the call itself is inside the clock
     synchronize(None)  # no device: nothing to wait for
 
 

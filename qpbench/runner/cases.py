@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from itertools import product
 from typing import Any
 
 import torch
@@ -99,6 +100,10 @@ def expand(suite: Suite) -> list[Case]:
     return list(cases.values())
 
 
+# Group settings every case of the group carries unchanged.
+_CASE_SETTINGS = ("solvers", "exclude_solvers", "tolerances", "repeats", "warmups", "time_limit", "reference")
+
+
 def _expand_group(suite: str, group: CaseGroup) -> Iterator[Case]:
     if group.test_set is not None:
         items = [(name, None, None, None) for name in _test_set_problems(group)]
@@ -106,30 +111,24 @@ def _expand_group(suite: str, group: CaseGroup) -> Iterator[Case]:
     else:
         family = group.family or ""
         items = [("", n, *_default_sizes(family, n, m, k)) for n, m, k in group.sizes]
-    for problem, n, m, k in items:
-        for batch_size in group.batch_sizes:
-            for seed in group.seeds if group.test_set is None else group.seeds[:1]:
-                for dtype in group.dtypes:
-                    for device in group.devices:
-                        yield Case(
-                            suite=suite,
-                            family=family,
-                            problem=problem,
-                            n=n,
-                            m=m,
-                            k=k,
-                            batch_size=batch_size,
-                            seed=seed,
-                            dtype=dtype,
-                            device=device,
-                            solvers=group.solvers,
-                            exclude_solvers=group.exclude_solvers,
-                            tolerances=group.tolerances,
-                            repeats=group.repeats,
-                            warmups=group.warmups,
-                            time_limit=group.time_limit,
-                            reference=group.reference,
-                        )
+    settings = {key: getattr(group, key) for key in _CASE_SETTINGS}
+    seeds = group.seeds if group.test_set is None else group.seeds[:1]
+    for (problem, n, m, k), batch_size, seed, dtype, device in product(
+        items, group.batch_sizes, seeds, group.dtypes, group.devices
+    ):
+        yield Case(
+            suite=suite,
+            family=family,
+            problem=problem,
+            n=n,
+            m=m,
+            k=k,
+            batch_size=batch_size,
+            seed=seed,
+            dtype=dtype,
+            device=device,
+            **settings,
+        )
 
 
 def _default_sizes(family: str, n: int, m: int | None, k: int | None) -> tuple[int | None, int | None]:

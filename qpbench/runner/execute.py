@@ -61,7 +61,6 @@ class RunSummary:
     skipped: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     case_errors: list[str] = field(default_factory=list)
-    time_limit: float | None = None
 
 
 def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | None = None) -> RunSummary:
@@ -78,8 +77,6 @@ def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | No
     threads = suite.threads if options.threads is None else options.threads
     run_id = new_run_id()
     summary = RunSummary(run_id=run_id, out_dir=out)
-    limits = {case.time_limit for case in cases}
-    summary.time_limit = limits.pop() if len(limits) == 1 else None
     done = finished_keys(out, KEY_COLUMNS)
     worker = make_worker(options.in_process, threads or None, options.grace)
     with pinned_threads(threads or None) as used_threads:
@@ -134,8 +131,9 @@ def _run_case(
     say: Callable[[str], None],
 ) -> None:
     pending = [(s, t) for s in solvers for t in case.tolerances if (case.case_id, s, t) not in done]
-    progress.advance(len(solvers) * len(case.tolerances) - len(pending))
-    summary.skipped += len(solvers) * len(case.tolerances) - len(pending)
+    skipped = len(solvers) * len(case.tolerances) - len(pending)
+    progress.advance(skipped)
+    summary.skipped += skipped
     if not pending:
         return
     progress.describe(case.label())

@@ -28,7 +28,7 @@ from qpbench.adapters.base import Tolerance
 from qpbench.problem import QPBatch
 from qpbench.runner.solvers import resolve_adapter
 from qpbench.status import Status
-from qpbench.timing import pinned_threads, timed_call
+from qpbench.timing import TimingStats, pinned_threads, timed_call
 
 Phase = Callable[[str], None]
 
@@ -165,32 +165,33 @@ def summarize(
     primal, dual, gap = (np.asarray(raw[key], dtype=float) for key in ("primal", "dual", "gap"))
     solved = status == int(Status.SOLVED)
     accurate = (primal <= eps) & (dual <= eps) & (gap <= eps)  # NaN compares False
-    setup = np.asarray(raw["setup_times"], dtype=float)
-    solve = np.asarray(raw["solve_times"], dtype=float)
-    median = float(np.median(solve))
+    n_success = int((solved & accurate).sum())
+    setup = TimingStats(tuple(float(t) for t in raw["setup_times"]))
+    solve = TimingStats(tuple(float(t) for t in raw["solve_times"]))
+    median = solve.median
     fields: dict[str, Any] = {
         "solver_version": raw.get("solver_version", ""),
-        "repeats": int(solve.size),
-        "setup_time_median": float(np.median(setup)),
-        "setup_time_min": float(setup.min()),
-        "setup_time_max": float(setup.max()),
+        "repeats": solve.repeats,
+        "setup_time_median": setup.median,
+        "setup_time_min": setup.min,
+        "setup_time_max": setup.max,
         "solve_time_median": median,
-        "solve_time_min": float(solve.min()),
-        "solve_time_max": float(solve.max()),
-        "solve_times": solve.tolist(),
+        "solve_time_min": solve.min,
+        "solve_time_max": solve.max,
+        "solve_times": list(solve.times),
         "time_per_problem": median / B,
         "throughput": B / median if median > 0 else None,
-        "n_success": int((solved & accurate).sum()),
-        "success_rate": float((solved & accurate).sum()) / B,
+        "n_success": n_success,
+        "success_rate": n_success / B,
         "correct_rate": float((solved == accurate).sum()) / B,
         "expected_status": expected_status,
         "n_expected_status": int((status == int(Status[expected_status.upper()])).sum()),
-        "primal_res_max": _nanmax(primal),
-        "dual_res_max": _nanmax(dual),
-        "gap_max": _nanmax(gap),
-        "primal_res_median": _nanmedian(primal),
-        "dual_res_median": _nanmedian(dual),
-        "gap_median": _nanmedian(gap),
+        "primal_res_max": _nan_skipping(np.max, primal),
+        "dual_res_max": _nan_skipping(np.max, dual),
+        "gap_max": _nan_skipping(np.max, gap),
+        "primal_res_median": _nan_skipping(np.median, primal),
+        "dual_res_median": _nan_skipping(np.median, dual),
+        "gap_median": _nan_skipping(np.median, gap),
         "torch_threads": raw.get("torch_threads"),
         "peak_memory_bytes": raw.get("peak_memory_bytes"),
     }
@@ -200,8 +201,8 @@ def summarize(
     iters = raw.get("iterations")
     if iters is not None and len(iters):
         it = np.asarray(iters, dtype=float)
-        fields["iterations_mean"] = _nanmean(it)
-        fields["iterations_max"] = _nanmax(it)
+        fields["iterations_mean"] = _nan_skipping(np.mean, it)
+        fields["iterations_max"] = _nan_skipping(np.max, it)
     fields["obj_rel_err_max"] = None
     if reference_objective is not None:
         ref = np.asarray(reference_objective, dtype=float).reshape(-1)
@@ -213,16 +214,7 @@ def summarize(
     return fields
 
 
-def _nanmax(values: np.ndarray) -> float | None:
-    finite = values[~np.isnan(values)]
-    return float(finite.max()) if finite.size else None
-
-
-def _nanmedian(values: np.ndarray) -> float | None:
-    finite = values[~np.isnan(values)]
-    return float(np.median(finite)) if finite.size else None
-
-
-def _nanmean(values: np.ndarray) -> float | None:
-    finite = values[~np.isnan(values)]
-    return float(finite.mean()) if finite.size else None
+def _nan_skipping(stat: Callable[[np.ndarray], Any], values: np.ndarray) -> float | None:
+    """``stat`` over the non-NaN values, or None when there are none."""
+    kept = values[~np.isnan(values)]
+    return float(stat(kept)) if kept.size else None

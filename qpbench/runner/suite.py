@@ -144,7 +144,7 @@ def parse_suite(data: dict[str, Any], name: str, path: Path | None = None) -> Su
     if not isinstance(description, str):
         raise ValueError(f"suite {where}: 'description' must be a string")
     threads = data.get("threads", 0)
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+    if not _is_int(threads, 0):
         raise ValueError(f"suite {where}: 'threads' must be an integer >= 0 (0 = torch default), got {threads!r}")
     groups_data = data.get("cases")
     if not isinstance(groups_data, list) or not groups_data:
@@ -159,6 +159,11 @@ def _reject_unknown(table: dict[str, Any], allowed: set[str], where: str) -> Non
         raise ValueError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(allowed))})")
 
 
+def _is_int(value: Any, low: int) -> bool:
+    """An int (not a bool) >= ``low``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -171,7 +176,7 @@ def _check_setting(key: str, value: Any, where: str) -> Any:
         return value
     if key in ("repeats", "warmups"):
         low = 1 if key == "repeats" else 0
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        if not _is_int(value, low):
             raise ValueError(f"{where}: {key!r} must be an integer >= {low}, got {value!r}")
         return value
     if key == "time_limit":
@@ -184,7 +189,7 @@ def _check_setting(key: str, value: Any, where: str) -> Any:
     if key in ("batch_sizes", "seeds"):
         low = 1 if key == "batch_sizes" else 0
         for item in items:
-            if not isinstance(item, int) or isinstance(item, bool) or item < low:
+            if not _is_int(item, low):
                 raise ValueError(f"{where}: {key!r} entries must be integers >= {low}, got {item!r}")
         return tuple(items)
     choices = {"tolerances": TOLERANCES, "dtypes": DTYPES, "devices": DEVICES}.get(key)
@@ -204,7 +209,7 @@ def _size_list(group: dict[str, Any], key: str, where: str, optional: bool) -> l
     items = _as_list(group[key])
     low = 1 if key == "n" else 0
     for item in items:
-        if not isinstance(item, int) or isinstance(item, bool) or item < low:
+        if not _is_int(item, low):
             raise ValueError(f"{where}: {key!r} entries must be integers >= {low}, got {item!r}")
     if not items:
         raise ValueError(f"{where}: {key!r} must not be empty")
@@ -284,6 +289,6 @@ def _optional_int(group: dict[str, Any], key: str, where: str) -> int | None:
     value = group.get(key)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not _is_int(value, 1):
         raise ValueError(f"{where}: {key!r} must be an integer >= 1, got {value!r}")
     return value

@@ -84,11 +84,10 @@ def unpack_batch(packed: dict[str, Any]) -> QPBatch:
 
 
 # ----------------------------------------------------------------------------- the worker process
-def _worker_main(conn: Connection, threads: int | None) -> None:
+def _worker_main(conn: Connection) -> None:
     # Ctrl-C reaches the whole process group; the runner decides, and stops this worker itself.
+    # Threads are pinned per measurement (each job carries the count; see run_measurement).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if threads:
-        torch.set_num_threads(threads)
     conn.send(("ready",))
     while True:
         try:
@@ -145,7 +144,7 @@ class SubprocessWorker:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child, self.threads), daemon=True)
+        proc = self._ctx.Process(target=_worker_main, args=(child,), daemon=True)
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
