@@ -17,6 +17,7 @@ A speed regression (or a time limit hit) can be re-checked with a confirmation r
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -505,7 +506,7 @@ def _speed_diffs(
     names = _reference_names(options, {**base_rows, **cur_rows})
     b_typical, c_typical = _typical_noise(base_rows), _typical_noise(cur_rows)
     out: dict[tuple, tuple[SpeedDiff | None, str]] = {}
-    pending: dict[tuple, tuple[float, float, float, dict[str, _Timing], dict[str, _Timing]]] = {}
+    pending: dict[tuple, tuple[float, float, float, dict[str, _Timing], dict[str, _Timing], dict[str, float]]] = {}
     changes: dict[str, list[float]] = {}
     for key in keys:
         base, cur = base_rows[key], cur_rows[key]
@@ -524,16 +525,16 @@ def _speed_diffs(
             continue
         b_refs = {name: b_refs[name] for name in shared}
         c_refs = {name: c_refs[name] for name in shared}
-        for name in shared:
-            changes.setdefault(name, []).append(math.log(c_refs[name].seconds / b_refs[name].seconds))
+        ref_logs = {name: math.log(c_refs[name].seconds / b_refs[name].seconds) for name in shared}
+        for name, change in ref_logs.items():
+            changes.setdefault(name, []).append(change)
         own_noise = max(_noise(base), b_typical) + max(_noise(cur), c_typical)
-        pending[key] = (b_time, c_time, own_noise, b_refs, c_refs)
+        pending[key] = (b_time, c_time, own_noise, b_refs, c_refs, ref_logs)
 
-    machine = {name: _median(values) for name, values in changes.items() if len(values) >= 3}
-    for key, (b_time, c_time, own_noise, b_refs, c_refs) in pending.items():
+    machine = {name: statistics.median(values) for name, values in changes.items() if len(values) >= 3}
+    for key, (b_time, c_time, own_noise, b_refs, c_refs, ref_logs) in pending.items():
         ref_noises, ref_changes = [], []
-        for name in b_refs:
-            change = math.log(c_refs[name].seconds / b_refs[name].seconds)
+        for name, change in ref_logs.items():
             stray = abs(change - machine[name]) if name in machine else 0.0
             ref_noises.append(max(b_refs[name].noise + c_refs[name].noise, stray))
             ref_changes.append(change)
@@ -547,12 +548,6 @@ def _speed_diffs(
         c_ref = _geomean([t.seconds for t in c_refs.values()])
         out[key] = (SpeedDiff(b_time / b_ref, c_time / c_ref, margin), "vs " + "+".join(b_refs))
     return out
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
 def _geomean(values: Sequence[float]) -> float:

@@ -138,7 +138,11 @@ def test_machine_twice_as_slow_overall_is_not_a_regression() -> None:
     slow = base.copy()
     for column in ("solve_time_median", "solve_time_min", "solve_time_max", "calibration_time"):
         slow[column] = 2 * slow[column]
-    assert compare_tables(base, slow).ok
+    result = compare_tables(base, slow)
+    assert result.ok, result.render()
+    # judged on speed (every case timed), not passed for want of a reference
+    assert result.aggregate is not None and result.aggregate.cases == len(result.cases)
+    assert result.aggregate.change == pytest.approx(1.0)
 
 
 def test_success_rate_drop_fails() -> None:
@@ -212,6 +216,7 @@ def test_ten_percent_jitter_does_not_fail(seed: int) -> None:
     table = make_table()
     result = compare_tables(jittered(table, rng), jittered(table, rng))
     assert result.ok, result.render()
+    assert result.aggregate is not None and result.aggregate.cases == len(result.cases)  # speed was judged
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -131,14 +131,10 @@ def summary_sections(ctx: ReportContext) -> list[Block]:
 
         ratios, n_profile = summary.performance_profile(rows, ctx.solvers, penalty)
         at = {tau: summary.profile_at(ratios, tau) for tau in PROFILE_TAUS}
+        solved = summary.solved_share(ratios)
         headers = ("solver", *(f"within {tau:g}x of fastest" for tau in PROFILE_TAUS), "solved at all")
         profile_rows = [
-            (
-                s,
-                *(fmt.percent(at[tau][s]) for tau in PROFILE_TAUS),
-                fmt.percent(summary.solved_share(ratios)[s]),
-            )
-            for s in ratios.columns
+            (s, *(fmt.percent(at[tau][s]) for tau in PROFILE_TAUS), fmt.percent(solved[s])) for s in ratios.columns
         ]
         profile_title = f"Performance profile — {label} ({n_profile} cases solved by some solver)"
         blocks.append(table(profile_title, headers, profile_rows))
@@ -180,24 +176,12 @@ def summary_sections(ctx: ReportContext) -> list[Block]:
             )
         )
 
-        profile_title = f"Performance profile, {label}"
-        blocks.append(
-            Image(
-                plots.performance_profile(
-                    ratios, n_profile, ctx.style, profile_title, ctx.plot_path(f"profile-{suite}-{tolerance}")
-                ),
-                profile_title,
-            )
-        )
-        scatter_title = f"Accuracy vs time, {label}"
-        blocks.append(
-            Image(
-                plots.accuracy_vs_time(
-                    rows, eps_value, ctx.style, scatter_title, ctx.plot_path(f"accuracy-{suite}-{tolerance}")
-                ),
-                scatter_title,
-            )
-        )
+        title = f"Performance profile, {label}"
+        path = ctx.plot_path(f"profile-{suite}-{tolerance}")
+        blocks.append(Image(plots.performance_profile(ratios, n_profile, ctx.style, title, path), title))
+        title = f"Accuracy vs time, {label}"
+        path = ctx.plot_path(f"accuracy-{suite}-{tolerance}")
+        blocks.append(Image(plots.accuracy_vs_time(rows, eps_value, ctx.style, title, path), title))
     return blocks
 
 

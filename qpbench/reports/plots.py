@@ -143,7 +143,6 @@ def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path
     rows = per_batch_size(rows[rows["solve_time_median"] > 0])
     for solver in style.solvers:
         mine = rows[rows["solver"] == solver].sort_values("batch_size")
-        mine = mine[mine["solve_time_median"] > 0]
         if mine.empty:
             continue
         scale = mine["batch_size"].to_numpy() if per_problem else np.ones(len(mine))
@@ -176,15 +175,13 @@ def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path
 def speedup_vs_batch(rows: pd.DataFrame, reference: str, style: SolverStyle, title: str, path: Path) -> Path:
     """Reference time / solver time per batch size (>1: faster than the reference)."""
     figure, ax = _new_figure()
-    rows = per_batch_size(rows[rows["solve_time_median"] > 0])
+    rows = per_batch_size(rows[rows["solve_time_median"] > 0])  # medians of positive times stay positive
     ref = rows[rows["solver"] == reference].set_index("batch_size")["solve_time_median"]
-    ref = ref[ref > 0]
     any_bad = False
     for solver in style.solvers:
         if solver == reference:
             continue
-        mine = rows[(rows["solver"] == solver) & (rows["solve_time_median"] > 0)]
-        mine = mine[mine["batch_size"].isin(ref.index)].sort_values("batch_size")
+        mine = rows[(rows["solver"] == solver) & rows["batch_size"].isin(ref.index)].sort_values("batch_size")
         if mine.empty:
             continue
         x = mine["batch_size"].to_numpy()

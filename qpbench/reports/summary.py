@@ -16,17 +16,9 @@ import numpy as np
 import pandas as pd
 
 from qpbench import metrics
-from qpbench.results import (
-    ROW_CRASHED,
-    ROW_FAILED,
-    ROW_OK,
-    ROW_OOM,
-    ROW_TIMEOUT,
-    ROW_UNAVAILABLE,
-    ROW_UNSUPPORTED,
-)
+from qpbench.results import ROW_OK, ROW_UNAVAILABLE, ROW_UNSUPPORTED
 
-ATTEMPTED = (ROW_OK, ROW_FAILED, ROW_TIMEOUT, ROW_CRASHED, ROW_OOM)
+ATTEMPTED = metrics.ATTEMPTED  # ok, failed, timeout, crashed, oom
 NOT_RUN = (ROW_UNSUPPORTED, ROW_UNAVAILABLE)
 TOLERANCE_ORDER = {"low": 0, "mid": 1, "high": 2}
 PENALTY_FACTOR = 10.0  # penalty when no time limit is recorded: 10x the slowest measured solve
@@ -214,7 +206,7 @@ def status_summary(row: Mapping[str, Any]) -> str:
 
 def failure_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Attempted rows where not every problem succeeded (crashes, timeouts, wrong answers)."""
-    attempted = frame[frame["outcome"].isin(ATTEMPTED)]
+    attempted = metrics.attempted(frame)
     return attempted[~attempted["row_ok"]]
 
 

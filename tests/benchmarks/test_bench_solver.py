@@ -27,6 +27,9 @@ from qpbench.status import Status
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 N = M = 50  # optnet_random sizes of OptNet's timing figure
+ON_DEVICES = pytest.mark.parametrize("device", DEVICES)
+IN_DTYPES = pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+AT_BATCH_SIZES = pytest.mark.parametrize("batch_size", [1, 64])
 
 
 def synchronized(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
@@ -65,8 +68,8 @@ def reduced_matrix(Q: torch.Tensor, G: torch.Tensor, w: torch.Tensor, rho: float
 
 
 @pytest.mark.benchmark(group="kernel: form Q + G'WG")
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("batch_size", [1, 64])
+@ON_DEVICES
+@AT_BATCH_SIZES
 def test_form_reduced_matrix(benchmark: Any, batch_size: int, device: str) -> None:
     batch = problem_batch(batch_size, torch.float64, device)
     Q, G, w = batch.expanded("Q"), batch.expanded("G"), interior_weights(batch)
@@ -78,9 +81,9 @@ def test_form_reduced_matrix(benchmark: Any, batch_size: int, device: str) -> No
 
 
 @pytest.mark.benchmark(group="kernel: batched Cholesky of the reduced system")
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("batch_size", [1, 64])
+@ON_DEVICES
+@IN_DTYPES
+@AT_BATCH_SIZES
 def test_cholesky_of_reduced_matrix(benchmark: Any, batch_size: int, dtype: torch.dtype, device: str) -> None:
     batch = problem_batch(batch_size, dtype, device)
     # Moderate weights: a float32 factorization of w spread over 8 decades would fail, and a
@@ -98,9 +101,9 @@ def test_cholesky_of_reduced_matrix(benchmark: Any, batch_size: int, dtype: torc
 
 
 @pytest.mark.benchmark(group="solve: optnet_random n=m=50")
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("batch_size", [1, 64])
+@ON_DEVICES
+@IN_DTYPES
+@AT_BATCH_SIZES
 def test_solve_optnet_random(benchmark: Any, batch_size: int, dtype: torch.dtype, device: str) -> None:
     batch = problem_batch(batch_size, dtype, device)
     settings = SolverSettings()
