@@ -22,7 +22,7 @@ def batch_sections(ctx: ReportContext) -> list[Block]:
         return blocks
     groups = sorted(
         generated.groupby(_BATCH_KEYS, sort=True, dropna=False),
-        key=lambda item: (*item[0][:-1], summary.TOLERANCE_ORDER.get(item[0][-1], 9), item[0][-1]),
+        key=_tolerance_last,
     )
     for (suite, family, n, m, k, dtype, device, tolerance), rows in groups:
         label = f"{family} {fmt.sizes(n, m, k)}, {dtype} on {device}, tolerance {tolerance}, suite {suite}"
@@ -64,7 +64,7 @@ def test_set_sections(ctx: ReportContext) -> list[Block]:
     keys = ["suite", "family", "dtype", "device", "tolerance"]
     groups = sorted(
         ran.groupby(keys, sort=True),
-        key=lambda item: (*item[0][:-1], summary.TOLERANCE_ORDER.get(item[0][-1], 9), item[0][-1]),
+        key=_tolerance_last,
     )
     for (suite, family, dtype, device, tolerance), rows in groups:
         solvers = [s for s in ctx.solvers if s in set(rows["solver"])]
@@ -85,6 +85,12 @@ def test_set_sections(ctx: ReportContext) -> list[Block]:
         title = f"Solve time per problem — {family}, {dtype} on {device}, tolerance {tolerance}, suite {suite}"
         blocks.append(table(title, ("problem", "sizes", "B", *solvers), body))
     return blocks
+
+
+def _tolerance_last(item: tuple[tuple, pd.DataFrame]) -> tuple:
+    """Sort key of a groupby item whose last key is the tolerance level: low < mid < high."""
+    keys = item[0]
+    return (*keys[:-1], summary.TOLERANCE_ORDER.get(keys[-1], 9), keys[-1])
 
 
 def _batch_table(rows: pd.DataFrame, ctx: ReportContext) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
