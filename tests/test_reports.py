@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from qpbench.cli import main as cli_main
-from qpbench.reports import build_report, summary
+from qpbench.reports import build_report, plots, summary
 from qpbench.results import load_table, write_environment, write_row
 
 FIXTURE = Path(__file__).parent / "data" / "report_mixed"
@@ -310,6 +310,12 @@ def test_several_seeds_are_listed_apart_and_merged_in_plots(tmp_path: Path) -> N
         ("other", "1", "1.00"),
     ]
     assert "plots/speedup-deg-fam-n5-m3-k0-float64-cpu-low.png" in text
+    # the plots show one point per (solver, B): the median over seeds of their median times
+    merged = plots.per_batch_size(summary.prepare(pd.DataFrame(rows)))
+    assert merged[["solver", "batch_size", "solve_time_median", "row_ok"]].values.tolist() == [
+        ["inhouse", 2.0, pytest.approx(0.02), True],
+        ["other", 2.0, pytest.approx(0.025), True],
+    ]
 
 
 def test_test_set_problems_get_a_table_per_tolerance(tmp_path: Path) -> None:
