@@ -58,7 +58,7 @@ def failure_section(ctx: ReportContext) -> list[Block]:
     failed = failed.assign(
         _order=failed["solver"].map(order),
         _tol=failed["tolerance"].map(lambda t: summary.TOLERANCE_ORDER.get(t, 9)),
-        _worst=failed[["primal_res_max", "dual_res_max", "gap_max"]].max(axis=1, skipna=True),
+        _worst=summary.worst_residual(failed),
     ).sort_values(["_order", "suite", "family", "problem", "n", "m", "k", "batch_size", "dtype", "device", "_tol"])
     rows = []
     for _, r in failed.iterrows():

@@ -19,6 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
+from qpbench.reports import summary
+
 # Ten strong colours, then their light variants; with 7 markers (coprime to 20) every one of the
 # first 140 solvers gets its own (colour, marker) pair, so two solvers never look the same.
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -233,7 +235,7 @@ def performance_profile(ratios: pd.DataFrame, n_cases: int, style: SolverStyle, 
 def accuracy_vs_time(rows: pd.DataFrame, eps: float | None, style: SolverStyle, title: str, path: Path) -> Path:
     """Each ok row: solve time against its worst residual (max of primal, dual, gap)."""
     figure, ax = _new_figure()
-    worst = rows[["primal_res_max", "dual_res_max", "gap_max"]].max(axis=1, skipna=True)
+    worst = summary.worst_residual(rows)
     floor = 1e-17  # an exact zero residual would vanish from a log axis
     any_bad = False
     for solver in style.solvers:

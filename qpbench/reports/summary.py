@@ -194,6 +194,11 @@ def residual_table(rows: pd.DataFrame, solvers: list[str]) -> list[dict[str, Any
     return table
 
 
+def worst_residual(rows: pd.DataFrame) -> pd.Series:
+    """Per row: the worst of its residuals, max(primal, dual, gap) (NaN where none was measured)."""
+    return rows[["primal_res_max", "dual_res_max", "gap_max"]].max(axis=1, skipna=True)
+
+
 def status_summary(row: Mapping[str, Any]) -> str:
     """Non-zero per-problem status counts of a row, e.g. 'solved 3, max_iter 1'."""
     parts = []
