@@ -24,19 +24,15 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from qpbench.status import Status
+
 # A row is identified by these columns in both tables (case_id already encodes most of them;
 # they are repeated so that a case_id scheme that omits one still keys correctly).
 KEY_COLUMNS: tuple[str, ...] = ("case_id", "solver", "batch_size", "dtype", "device", "tolerance")
 CALIBRATION = "calibration"  # the reference name of the calibration kernel (calibration_time)
 AUTO = "auto"  # references: the calibration kernel and every solver not judged
-_FAILURE_COUNTS = (
-    "n_primal_infeasible",
-    "n_dual_infeasible",
-    "n_max_iter",
-    "n_numerical_error",
-    "n_time_limit",
-    "n_unknown",
-)
+# the runner's per-status count columns (qpbench.runner.measure), less solved
+_FAILURE_COUNTS = tuple(f"n_{s.label}" for s in Status if s not in (Status.SOLVED, Status.RUNNING))
 _RESIDUALS = ("primal_res_max", "dual_res_max", "gap_max")
 
 

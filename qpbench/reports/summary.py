@@ -17,6 +17,7 @@ import pandas as pd
 
 from qpbench import metrics
 from qpbench.results import ROW_OK, ROW_UNAVAILABLE, ROW_UNSUPPORTED
+from qpbench.status import Status
 
 ATTEMPTED = metrics.ATTEMPTED  # ok, failed, timeout, crashed, oom
 NOT_RUN = (ROW_UNSUPPORTED, ROW_UNAVAILABLE)
@@ -35,10 +36,8 @@ NUMERIC_COLUMNS = (
 )  # fmt: skip
 TEXT_COLUMNS = ("run_id", "suite", "case_id", "family", "problem", "dtype", "device", "tolerance", "solver",
                 "solver_version", "outcome", "error", "expected_status")  # fmt: skip
-STATUS_COUNT_COLUMNS = (
-    "n_primal_infeasible", "n_dual_infeasible", "n_max_iter", "n_numerical_error", "n_time_limit",
-    "n_unknown",
-)  # fmt: skip
+# the runner's per-status count columns (qpbench.runner.measure), less solved
+STATUS_COUNT_COLUMNS = tuple(f"n_{s.label}" for s in Status if s not in (Status.SOLVED, Status.RUNNING))
 
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
