@@ -14,8 +14,6 @@ from types import ModuleType
 
 import qpbench.commands
 
-EXIT_OK = 0
-EXIT_FOUND_PROBLEM = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 

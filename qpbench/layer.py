@@ -23,18 +23,10 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from qpbench.problem import QPBatch
+from qpbench.problem import as_batch
 from qpbench.solver import SolverSettings, solve
 from qpbench.solver.result import QPSolution
 from qpbench.status import Status
-
-
-def _empty_if_none(t: Tensor | None, like: Tensor, rows_dim: int) -> Tensor:
-    if t is not None:
-        return t
-    n = like.shape[-1]
-    return like.new_zeros((0, n) if rows_dim == 2 else (0,))
-
 
 # The adjoint system is solved with the weights lam/s clipped to [1/clip, clip] (scaled data).
 # At a tight solution the active weights reach 1e12 and more, which makes the system so badly
@@ -85,17 +77,7 @@ class QPFunction(torch.autograd.Function):
         settings: SolverSettings | None = None,
         check: str = "basic",
     ) -> Tensor:
-        G_, h_ = _empty_if_none(G, Q, 2), _empty_if_none(h, Q, 1)
-        A_, b_ = _empty_if_none(A, Q, 2), _empty_if_none(b, Q, 1)
-        batch = QPBatch(
-            Q=Q.detach(),
-            p=p.detach(),
-            G=G_.detach() if G_.numel() else None,
-            h=h_.detach() if h_.numel() else None,
-            A=A_.detach() if A_.numel() else None,
-            b=b_.detach() if b_.numel() else None,
-            check=check,
-        )
+        batch = as_batch(*(None if t is None else t.detach() for t in (Q, p, G, h, A, b)), check=check)
         sol = solve(batch, settings)
         ctx.sol = sol
         ctx.shapes = [None if t is None else t.shape for t in (Q, p, G, h, A, b)]
@@ -135,19 +117,6 @@ class QPFunction(torch.autograd.Function):
                 g = g.sum(0)
             out.append(g.reshape(shape))
         return (*out, None, None)
-
-
-def qp_solve(
-    Q: Tensor,
-    p: Tensor,
-    G: Tensor | None = None,
-    h: Tensor | None = None,
-    A: Tensor | None = None,
-    b: Tensor | None = None,
-    settings: SolverSettings | None = None,
-) -> Tensor:
-    """Functional form of :class:`QPFunction`."""
-    return QPFunction.apply(Q, p, G, h, A, b, settings)
 
 
 class QPLayer(nn.Module):
@@ -200,13 +169,14 @@ class QPLayer(nn.Module):
             raise ValueError(f"unknown overrides {sorted(unknown)}; allowed: Q, G, h, A, b")
         if p.shape[-1] != self.n:
             raise ValueError(f"p must have last dimension n={self.n}, got shape {tuple(p.shape)}")
-        Q = overrides.get("Q", self.Q())
-        G = overrides.get("G", self.G)
-        h = overrides.get("h", G @ self.z0 + nn.functional.softplus(self.t0) if "G" not in overrides else None)
-        if h is None:
+        if "G" in overrides and "h" not in overrides:
             raise ValueError("when G is overridden, h must be given too")
+        # Defaults are built only when not overridden (Q = LL' + eps I costs a matmul).
+        Q = overrides["Q"] if "Q" in overrides else self.Q()
+        G = overrides.get("G", self.G)
+        h = overrides["h"] if "h" in overrides else G @ self.z0 + nn.functional.softplus(self.t0)
         A = overrides.get("A", self.A)
-        b = overrides.get("b", A @ self.z0)
+        b = overrides["b"] if "b" in overrides else A @ self.z0
         dtype = self.L.dtype
         return QPFunction.apply(
             Q.to(dtype),

@@ -197,9 +197,6 @@ class QPBatch:
         moved = {k: t.to(device=device, dtype=dtype) for k, t in self.tensors().items()}
         return replace(self, **moved, check="none")
 
-    def with_check(self, check: str) -> QPBatch:
-        return replace(self, check=check)
-
     def __getitem__(self, index: int | slice | Tensor | list[int]) -> QPBatch:
         """Select problems of the batch; shared tensors stay shared. An int keeps a batch of 1."""
         if isinstance(index, int):
@@ -236,9 +233,7 @@ class QPBatch:
     # ----------------------------------------------------------------- evaluation
     def objective(self, z: Tensor) -> Tensor:
         """1/2 z'Qz + p'z for each problem; z has shape (B, n). Returns (B,)."""
-        Qz = torch.einsum("...ij,bj->bi", self.Q, z) if not self.is_batched("Q") else torch.bmm(
-            self.Q, z.unsqueeze(-1)
-        ).squeeze(-1)
+        Qz = torch.matmul(self.Q, z.unsqueeze(-1)).squeeze(-1)  # broadcasts a shared Q
         return 0.5 * (z * Qz).sum(-1) + (self.expanded("p") * z).sum(-1)
 
     def residuals(self, z: Tensor, lam: Tensor | None = None, nu: Tensor | None = None) -> dict[str, Tensor]:

@@ -26,7 +26,6 @@ ROW_CRASHED = "crashed"  # the worker process died (segfault, abort, killed)
 ROW_OOM = "oom"  # out of memory
 ROW_UNSUPPORTED = "unsupported"  # the adapter's capabilities exclude this case
 ROW_UNAVAILABLE = "unavailable"  # the solver's package or licence is missing
-ROW_OUTCOMES = (ROW_OK, ROW_FAILED, ROW_TIMEOUT, ROW_CRASHED, ROW_OOM, ROW_UNSUPPORTED, ROW_UNAVAILABLE)
 
 # Column name -> meaning. Times are seconds; residuals are absolute infinity norms.
 COLUMNS: dict[str, str] = {

@@ -24,6 +24,3 @@ class Status(IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
-
-
-STATUS_LABELS: tuple[str, ...] = tuple(s.label for s in Status if s is not Status.RUNNING)

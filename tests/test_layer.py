@@ -72,7 +72,7 @@ def test_gradients_match_central_differences_to_1e6() -> None:
     c = torch.randn(2, 6, dtype=F64, generator=torch.Generator().manual_seed(0))
     p = batch.p.clone().requires_grad_()
     h = batch.h.clone().requires_grad_()
-    z = QPFunction.apply(batch.Q, p, batch.G, batch.h if False else h, batch.A, batch.b, TIGHT)
+    z = QPFunction.apply(batch.Q, p, batch.G, h, batch.A, batch.b, TIGHT)
     (c * z).sum().backward()
 
     def loss(pp, hh):

@@ -7,33 +7,17 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
-from qpbench.problem import QPBatch, as_batch
+from qpbench.problem import QPBatch
 from qpbench.solver.pdipm import solve_batch
 from qpbench.solver.result import QPSolution
 from qpbench.solver.settings import SolverSettings
 
-__all__ = ["QPSolution", "SolverSettings", "solve", "solve_tensors"]
+__all__ = ["QPSolution", "SolverSettings", "solve"]
 
 
 def solve(batch: QPBatch, settings: SolverSettings | None = None, **overrides: object) -> QPSolution:
     """Solve every problem of ``batch``; keyword overrides update ``settings`` (e.g. eps_abs=1e-6)."""
     if not isinstance(batch, QPBatch):
         raise ValueError(f"batch must be a qpbench.QPBatch, got {type(batch).__name__}")
-    settings = (settings or SolverSettings()).with_updates(**overrides) if overrides else (settings or SolverSettings())
-    return solve_batch(batch, settings)
-
-
-def solve_tensors(
-    Q: Tensor,
-    p: Tensor,
-    G: Tensor | None = None,
-    h: Tensor | None = None,
-    A: Tensor | None = None,
-    b: Tensor | None = None,
-    settings: SolverSettings | None = None,
-    **overrides: object,
-) -> QPSolution:
-    """qpth-style entry point: validate the six tensors, then solve."""
-    return solve(as_batch(Q, p, G, h, A, b), settings, **overrides)
+    settings = settings or SolverSettings()
+    return solve_batch(batch, settings.with_updates(**overrides) if overrides else settings)

@@ -76,21 +76,25 @@ def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8) -> Tensor:
     return big * small
 
 
-def dual_form_suitable(Q: Tensor, rho: Tensor) -> Tensor:
-    """(B,) bool: Q + rho I is positive definite with a modest condition number."""
+def dual_form_suitable(Q: Tensor, rho: Tensor) -> tuple[Tensor, Tensor]:
+    """(B,) bool: Q + rho I is positive definite with a modest condition number; and its Cholesky
+    factor, which the dual-form KKT system reuses."""
     n = Q.shape[-1]
     eye = torch.eye(n, dtype=Q.dtype, device=Q.device)
     Qr = Q + rho.view(-1, 1, 1) * eye
     L, ok = _chol(Qr)
     # The dual form applies Qr^-1 explicitly: it loses about cond * eps of accuracy.
     limit = 1e7 if Q.dtype == torch.float64 else 1e3
-    return ok & (condition_estimate(Qr, torch.where(ok.view(-1, 1, 1), L, eye)) < limit)
+    return ok & (condition_estimate(Qr, torch.where(ok.view(-1, 1, 1), L, eye)) < limit), L
 
 
 class KKTSystem:
     """Factor and solve the system above for a working set of problems."""
 
-    def __init__(self, prob: ScaledProblem, form: str, rho: Tensor, delta: Tensor) -> None:
+    def __init__(
+        self, prob: ScaledProblem, form: str, rho: Tensor, delta: Tensor, q_factor: Tensor | None = None
+    ) -> None:
+        """``q_factor``: an already computed Cholesky factor of Q + rho I, all of it valid."""
         self.prob = prob
         self.form = form
         # (B,) per-problem primal and dual regularization, raised where a factorization fails.
@@ -104,7 +108,10 @@ class KKTSystem:
         if form == "dual":
             n = prob.Q.shape[-1]
             eye = torch.eye(n, dtype=prob.Q.dtype, device=prob.Q.device)
-            self.Lq, self.q_ok = _chol(prob.Q + rho.view(-1, 1, 1) * eye)
+            if q_factor is None:
+                self.Lq, self.q_ok = _chol(prob.Q + rho.view(-1, 1, 1) * eye)
+            else:
+                self.Lq, self.q_ok = q_factor, torch.ones_like(rho, dtype=torch.bool)
             self.C = torch.cat([prob.G, prob.A], dim=1)  # (B, m+k, n)
             self.QiCt = torch.cholesky_solve(self.C.transpose(1, 2), self.Lq)  # (B, n, m+k)
             self.K = torch.matmul(self.C, self.QiCt)  # (B, m+k, m+k)

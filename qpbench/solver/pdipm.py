@@ -28,7 +28,6 @@ from qpbench.status import Status
 _RHO_MAX = 1e-2  # past this primal regularization a problem is declared a numerical error
 _MAX_BAD_STEPS = 5  # consecutive failed factorizations/steps before NUMERICAL_ERROR
 _DIVERGENCE_FACTOR = 1e3  # merit this much worse than the best seen: stop, return the best
-_DIVERGENCE_AFTER = 0  # iterations before the divergence stop is armed
 # Upper bound of the weights lam/s; past it they carry no information at the dtype's accuracy
 # but wreck the factorization (float32 needs the tighter cap).
 WEIGHT_CAP = {torch.float64: 1e30, torch.float32: 1e8}
@@ -91,8 +90,9 @@ def residuals(P: ScaledProblem, it: Iterate) -> Residuals:
     )
 
 
-def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals) -> dict[str, Tensor]:
-    """DESIGN.md's residuals in the ORIGINAL data, and the scales for relative tolerances."""
+def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals, with_scales: bool = True) -> dict[str, Tensor]:
+    """DESIGN.md's residuals in the ORIGINAL data, and (``with_scales``) the scales that relative
+    tolerances multiply; without a relative tolerance those twelve reductions are skipped."""
     c = P.c.unsqueeze(-1)
     cD = c * P.D
     viol = ((r.Gz - P.h) / P.E).clamp_min(0) if P.E.shape[-1] else P.E
@@ -103,6 +103,8 @@ def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals) -> dict[str,
     hl = (P.h * it.lam).sum(-1)
     bn = (P.b * it.nu).sum(-1)
     gap = (zQz + pz + hl + bn).abs() / P.c
+    if not with_scales:
+        return {"primal": primal, "dual": dual, "gap": gap}
     primal_scale = torch.stack(
         [_inf_norm(r.Gz / P.E), _inf_norm(P.h / P.E), _inf_norm(r.Az / P.F), _inf_norm(P.b / P.F)]
     ).amax(0)
@@ -122,6 +124,8 @@ def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals) -> dict[str,
 
 def tolerance_ratios(res: dict[str, Tensor], eps_abs: float, eps_rel: float) -> dict[str, Tensor]:
     """Each residual divided by its tolerance: a problem has converged when all three are <= 1."""
+    if not eps_rel:
+        return {key: res[key] / max(eps_abs, 1e-300) for key in ("primal", "dual", "gap")}
     return {
         key: res[key] / (eps_abs + eps_rel * res[f"{key}_scale"]).clamp_min(1e-300)
         for key in ("primal", "dual", "gap")
@@ -205,18 +209,20 @@ def initial_point(kkt: KKTSystem) -> Iterate:
 
 
 # --------------------------------------------------------------------------- driver
-def _choose_form(P: ScaledProblem, settings: SolverSettings, rho: Tensor) -> str:
+def _choose_form(P: ScaledProblem, settings: SolverSettings, rho: Tensor) -> tuple[str, Tensor | None]:
+    """The KKT form, and the factor of Q + rho I when the dual form's test already computed it."""
     if settings.kkt_form != "auto":
-        return settings.kkt_form
+        return settings.kkt_form, None
     n, m = P.Q.shape[-1], P.G.shape[1]
     if m == 0:
-        return "primal"
+        return "primal", None
     cost_primal = m * n * n + n**3 / 3
     r = m + P.A.shape[1]
     cost_dual = r**3 / 3 + 2 * r * r  # factor, plus the per-iteration solves
     if cost_dual >= cost_primal:
-        return "primal"
-    return "dual" if bool(dual_form_suitable(P.Q, rho).all()) else "primal"
+        return "primal", None
+    suitable, q_factor = dual_form_suitable(P.Q, rho)
+    return ("dual", q_factor) if bool(suitable.all()) else ("primal", None)
 
 
 def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
@@ -235,13 +241,14 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     rho = torch.full((B,), float(settings.rho), dtype=dt, device=dev)
     delta = torch.full((B,), float(settings.delta), dtype=dt, device=dev)
     base_rho, base_delta = float(settings.rho), float(settings.delta)
-    form = _choose_form(P_full, settings, rho)
-    kkt = KKTSystem(P_full, form, rho, delta)
+    form, q_factor = _choose_form(P_full, settings, rho)
+    kkt = KKTSystem(P_full, form, rho, delta, q_factor)
     kkt_full = kkt  # compaction makes new objects; this one keeps the whole batch for backward
     it = initial_point(kkt)
 
-    # Outputs for the whole batch (scaled iterates; unscaled at the end).
-    out = Iterate(it.z.clone(), it.s.clone(), it.lam.clone(), it.nu.clone())
+    # Each problem's best iterate so far (lowest merit), scaled; this is also what is returned.
+    # A problem is SOLVED at the first iterate with merit <= 1 and all earlier ones were above 1,
+    # so for solved problems the best iterate IS the final one.
     best = Iterate(it.z.clone(), it.s.clone(), it.lam.clone(), it.nu.clone())
     best_merit = torch.full((B,), float("inf"), dtype=dt, device=dev)
     status = torch.full((B,), int(Status.RUNNING), dtype=torch.int8, device=dev)
@@ -256,22 +263,21 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     for iteration in range(settings.max_iter + 1):
         P = kkt.prob
         r = residuals(P, it)
-        res = original_residuals(P, it, r)
+        res = original_residuals(P, it, r, with_scales=eps_rel > 0)
         st = status[idx]
         ratios = tolerance_ratios(res, eps_abs, eps_rel)
         merit = torch.maximum(ratios["primal"], torch.maximum(ratios["dual"], ratios["gap"]))
         merit = torch.nan_to_num(merit, nan=float("inf"))
-        new_status = torch.full_like(st, running)
-        new_status = torch.where(converged(ratios), torch.full_like(st, int(Status.SOLVED)), new_status)
+        new_status = torch.full_like(st, running).masked_fill(converged(ratios), int(Status.SOLVED))
         if iteration > 0:
             # A problem that is primal (dual) feasible within tolerance cannot be primal (dual)
             # infeasible: drifting multipliers of dependent constraints can mimic a certificate.
             still = new_status == running
             pinf = still & (ratios["primal"] > 1) & primal_infeasible(P, it, eps_inf)
-            new_status = torch.where(pinf, torch.full_like(st, int(Status.PRIMAL_INFEASIBLE)), new_status)
+            new_status = new_status.masked_fill(pinf, int(Status.PRIMAL_INFEASIBLE))
             still = new_status == running
             dinf = still & (ratios["dual"] > 1) & dual_infeasible(P, last_dz, eps_inf)
-            new_status = torch.where(dinf, torch.full_like(st, int(Status.DUAL_INFEASIBLE)), new_status)
+            new_status = new_status.masked_fill(dinf, int(Status.DUAL_INFEASIBLE))
         # Keep each problem's best iterate: near the end, directions built from extreme weights
         # can wreck an almost-converged iterate; a problem whose merit has grown far past its
         # best stops there and returns the best (status MAX_ITER-like: not converged).
@@ -281,18 +287,13 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
             cur, store = getattr(it, name), getattr(best, name)
             store[idx] = torch.where(improved.unsqueeze(-1), cur, store[idx])
         diverged = (new_status == running) & (merit > _DIVERGENCE_FACTOR * best_merit[idx])
-        diverged = diverged & (iteration >= _DIVERGENCE_AFTER)
-        new_status = torch.where(diverged, torch.full_like(st, int(Status.NUMERICAL_ERROR)), new_status)
-        still = new_status == running
-        numerr = still & (bad_steps[idx] >= _MAX_BAD_STEPS)
-        new_status = torch.where(numerr, torch.full_like(st, int(Status.NUMERICAL_ERROR)), new_status)
+        numerr = diverged | ((new_status == running) & (bad_steps[idx] >= _MAX_BAD_STEPS))
+        new_status = new_status.masked_fill(numerr, int(Status.NUMERICAL_ERROR))
         if iteration == settings.max_iter:
-            new_status = torch.where(new_status == running, torch.full_like(st, int(Status.MAX_ITER)), new_status)
+            new_status = new_status.masked_fill(new_status == running, int(Status.MAX_ITER))
         finishing = active & (new_status != running)
         status[idx] = torch.where(finishing, new_status, st)
         active = active & ~finishing
-        # Record the iterate of every working problem; frozen ones no longer change.
-        out.z[idx], out.s[idx], out.lam[idx], out.nu[idx] = it.z, it.s, it.lam, it.nu
 
         live = torch.nonzero(active).squeeze(1)  # the one host synchronization of the iteration
         n_live = live.numel()
@@ -353,9 +354,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         iters[idx] = iters[idx] + take.to(torch.int32)
         n_iter_loop += 1
 
-    # Problems that did not converge return their best iterate (lowest merit), not the last.
-    unsolved = (status != int(Status.SOLVED)).unsqueeze(-1)
-    out = Iterate(*(torch.where(unsolved, getattr(best, f), getattr(out, f)) for f in ("z", "s", "lam", "nu")))
+    out = best
     # Unscale: z = D z_hat, s = s_hat / E, lam = E lam_hat / c, nu = F nu_hat / c.
     c = P_full.c.unsqueeze(-1)
     z = out.z * P_full.D
