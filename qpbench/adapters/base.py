@@ -54,6 +54,7 @@ class Capabilities:
     needs_pd_q: bool = False  # Q must be positive definite (quadprog, qpth)
     equalities: bool = True
     needs_inequalities: bool = False  # qpth cannot take m = 0
+    needs_constraints: bool = False  # at least one row, G or A (SCS, proxsuite's layer)
     lp: bool = True  # Q = 0 allowed
     shared_params: bool = True  # takes unbatched (shared) tensors natively
 
@@ -117,6 +118,8 @@ class Adapter(abc.ABC):
             return "equality constraints not supported"
         if batch.m == 0 and caps.needs_inequalities:
             return "needs at least one inequality constraint"
+        if batch.m + batch.k == 0 and caps.needs_constraints:
+            return "needs at least one constraint row"
         if caps.needs_pd_q or not caps.lp:
             lo = torch.linalg.eigvalsh(batch.Q.double())[..., 0]
             scale = batch.Q.double().abs().amax().clamp_min(1.0)

@@ -31,18 +31,15 @@ class _Prepared:
 class ProxQPLayerAdapter(Adapter):
     name = "proxqp_layer"
     package = "proxsuite"
-    capabilities = Capabilities(batched=True, differentiable=True, devices=("cpu",), dtypes=(torch.float64,))
+    capabilities = Capabilities(
+        batched=True, differentiable=True, devices=("cpu",), dtypes=(torch.float64,), needs_constraints=True
+    )
     gradient_convention = "sum"
 
     def _import(self) -> Any:
         import proxsuite.torch.qplayer as qplayer
 
         return qplayer
-
-    def unsupported_reason(self, batch: QPBatch, device: str | None = None) -> str | None:
-        if batch.m + batch.k == 0:
-            return "needs at least one constraint row"
-        return super().unsupported_reason(batch, device)
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # The layer exposes eps (ProxQP's eps_abs) and maxIter only; no time limit.

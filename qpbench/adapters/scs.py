@@ -8,7 +8,6 @@ import numpy as np
 
 from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, conic_rows, finite_or_none
 from qpbench.adapters.base import Capabilities, Tolerance
-from qpbench.problem import QPBatch
 from qpbench.status import Status
 
 # SCS status_val codes (scs/include/glbopts.h).
@@ -28,12 +27,7 @@ _STATUS = {
 class SCSAdapter(LoopedAdapter):
     name = "scs"
     package = "scs"
-    capabilities = Capabilities(batched=False, differentiable=False)
-
-    def unsupported_reason(self, batch: QPBatch, device: str | None = None) -> str | None:
-        if batch.m + batch.k == 0:
-            return "SCS needs at least one constraint row"
-        return super().unsupported_reason(batch, device)
+    capabilities = Capabilities(batched=False, differentiable=False, needs_constraints=True)
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         opts: dict[str, Any] = {
