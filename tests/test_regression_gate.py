@@ -81,6 +81,10 @@ def compare_cli(baseline: Path, current: Path, suite: Path, report: Path) -> int
     )
 
 
+# Its verdicts depend on how loaded the machine is (at load 5-6 the noise-derived limits reached
+# 5x to 13x and the slowed run passed), so it is a measurement, not a unit test: run it with
+# `tox -e benchmarks`. The deterministic checks of the verdict logic are in test_regression.py.
+@pytest.mark.timing
 def test_unchanged_solver_passes_and_slowed_solver_fails(tmp_path, monkeypatch):
     monkeypatch.delenv(SLOWDOWN_ENV, raising=False)
     suite = write_tiny_suite(tmp_path)
