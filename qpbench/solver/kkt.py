@@ -42,7 +42,17 @@ def _chol(M: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _chol_solve(L: Tensor, r: Tensor) -> Tensor:
-    return torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
+    # Two triangular solves: measured 3x faster than torch.cholesky_solve for batches of small
+    # matrices on CPU (B = 128, n = 100), which copies the factor on every call.
+    x = torch.linalg.solve_triangular(L, r.unsqueeze(-1), upper=False)
+    return torch.linalg.solve_triangular(L.mT, x, upper=True).squeeze(-1)
+
+
+@dataclass
+class SharedRHS:
+    a: Tensor  # (B, n)
+    e: Tensor  # (B, k)
+    v_cv: Tensor | None  # dual form: [Qr^-1 a; C Qr^-1 a] (B, n+m+k)
 
 
 @dataclass
@@ -92,9 +102,16 @@ class KKTSystem:
     """Factor and solve the system above for a working set of problems."""
 
     def __init__(
-        self, prob: ScaledProblem, form: str, rho: Tensor, delta: Tensor, q_factor: Tensor | None = None
+        self,
+        prob: ScaledProblem,
+        form: str,
+        rho: Tensor,
+        delta: Tensor,
+        q_factor: Tensor | None = None,
+        q_rho: Tensor | None = None,
     ) -> None:
-        """``q_factor``: an already computed Cholesky factor of Q + rho I, all of it valid."""
+        """Dual form: ``q_factor`` is an already computed (all valid) Cholesky factor of
+        Q + q_rho I (q_rho defaults to rho); without it, Q + rho I is factored here."""
         self.prob = prob
         self.form = form
         # (B,) per-problem primal and dual regularization, raised where a factorization fails.
@@ -104,17 +121,42 @@ class KKTSystem:
         # rounding in a matrix with huge weights is relative to its norm, not absolute.
         self.shift = torch.zeros_like(rho)
         self.m, self.k = prob.G.shape[1], prob.A.shape[1]
-        self.C: Tensor | None = None
+        n = prob.Q.shape[-1]
+        self.n = n
         if form == "dual":
-            n = prob.Q.shape[-1]
+            # Constraint rows C = [G; A], and QCt = [Q; C]' = [Q, C']: the residuals need Qz, Gz,
+            # Az and C'y, which are then two batched products (one pass over the data each), both
+            # as row vector x matrix, which is ~2x faster than matrix x column vector on CPU.
+            self.C = torch.cat([prob.G, prob.A], dim=1)  # (B, m+k, n)
+            self.QCt = torch.cat([prob.Q, self.C.mT], dim=2)  # (B, n, n+m+k)
+        if form == "dual":
             eye = torch.eye(n, dtype=prob.Q.dtype, device=prob.Q.device)
+            q_rho = rho if q_rho is None or q_factor is None else q_rho
+            self.q_regularized = bool((q_rho > 0).any())
             if q_factor is None:
                 self.Lq, self.q_ok = _chol(prob.Q + rho.view(-1, 1, 1) * eye)
             else:
                 self.Lq, self.q_ok = q_factor, torch.ones_like(rho, dtype=torch.bool)
-            self.C = torch.cat([prob.G, prob.A], dim=1)  # (B, m+k, n)
-            self.QiCt = torch.cholesky_solve(self.C.transpose(1, 2), self.Lq)  # (B, n, m+k)
-            self.K = torch.matmul(self.C, self.QiCt)  # (B, m+k, m+k)
+            # Qr^-1 explicitly: the form is only chosen for well-conditioned Q (cond < 1e7), and
+            # products are far cheaper than triangular solves for small batched matrices.
+            Qi = torch.cholesky_inverse(self.Lq)
+            QiCt = torch.matmul(Qi, self.C.mT)  # (B, n, m+k)
+            # T = [I; C] Qr^-1 [I, C'] (symmetric): a' T[:n] = [Qr^-1 a; C Qr^-1 a]' and
+            # dy' T[n:] = [Qr^-1 C' dy; K dy]', one product each; K = C Qr^-1 C' = T[n:, n:].
+            top = torch.cat([Qi, QiCt], dim=2)
+            self.T = torch.cat([top, torch.cat([QiCt.mT, torch.matmul(self.C, QiCt)], dim=2)], dim=1)
+
+    @property
+    def needs_refinement(self) -> bool:
+        """Whether Newton directions need refinement against the unregularized system: always in
+        the primal form (rho I, shifts), in the dual form only when Q itself was regularized."""
+        return self.form == "primal" or self.q_regularized
+
+    @property
+    def K(self) -> Tensor:
+        """Dual form: C Qr^-1 C' (B, m+k, m+k), a view of T."""
+        n = self.n
+        return self.T[:, n:, n:]
 
     def select(self, idx: Tensor) -> KKTSystem:
         """The same system restricted to the problems ``idx`` (compaction of the working set)."""
@@ -122,10 +164,12 @@ class KKTSystem:
         new.prob = self.prob.select(idx)
         new.form, new.m, new.k = self.form, self.m, self.k
         new.rho, new.delta, new.shift = self.rho[idx], self.delta[idx], self.shift[idx]
-        new.C = None
+        new.n = self.n
         if self.form == "dual":
+            new.C, new.QCt = self.C[idx], self.QCt[idx]
+            new.q_regularized = self.q_regularized
             new.Lq, new.q_ok = self.Lq[idx], self.q_ok[idx]
-            new.C, new.QiCt, new.K = self.C[idx], self.QiCt[idx], self.K[idx]
+            new.T = self.T[idx]
         return new
 
     # ------------------------------------------------------------------ factor
@@ -133,8 +177,10 @@ class KKTSystem:
         P = self.prob
         if self.form == "dual":
             d = torch.cat([1.0 / w, self.delta.unsqueeze(-1).expand(-1, self.k)], dim=1)
-            M = self.K + torch.diag_embed(d)
-            M.diagonal(dim1=-2, dim2=-1).add_((self.shift * M.diagonal(dim1=-2, dim2=-1).amax(-1)).unsqueeze(-1))
+            M = self.K.clone()
+            diag = M.diagonal(dim1=-2, dim2=-1)
+            diag.add_(d)
+            diag.add_((self.shift * diag.amax(-1)).unsqueeze(-1))
             L, ok = _chol(M)
             return Factor(w=w, L=L, Y=None, Ls=None, ok=ok & self.q_ok)
         H = P.Q + torch.matmul(P.G.transpose(1, 2) * w.unsqueeze(-2), P.G)
@@ -155,11 +201,8 @@ class KKTSystem:
     def solve(self, f: Factor, a: Tensor, g: Tensor, e: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(dz, dlam, dnu) for right-hand sides a (B, n), g (B, m), e (B, k)."""
         if self.form == "dual":
-            v = _chol_solve(self.Lq, a)  # Qr^-1 a
-            rhs = _bmv(self.C, v) - torch.cat([g, e], dim=1)
-            dy = _chol_solve(f.L, rhs)
-            dz = v - _bmv(self.QiCt, dy)
-            return dz, dy[:, : self.m], dy[:, self.m :]
+            dz, _, dlam, dnu = self.direction(f, self.shared_rhs(a, e), g, want_z=True)
+            return dz, dlam, dnu
         P = self.prob
         r1 = a + _bmtv(P.G, f.w * g) if self.m else a
         u = _chol_solve(f.L, r1)
@@ -170,6 +213,33 @@ class KKTSystem:
             dnu, dz = e, u
         dlam = f.w * (_bmv(P.G, dz) - g) if self.m else g
         return dz, dlam, dnu
+
+    # ------------------------------------------------------------------ Newton directions
+    def shared_rhs(self, a: Tensor, e: Tensor) -> SharedRHS:
+        """The parts of a Newton solve that depend only on a and e, which the predictor and the
+        corrector share (they differ only in g)."""
+        n = self.n
+        v_cv = _bmtv(self.T[:, :n], a) if self.form == "dual" else None
+        return SharedRHS(a=a, e=e, v_cv=v_cv)
+
+    def direction(
+        self, f: Factor, rhs: SharedRHS, g: Tensor, want_z: bool, refine: int = 0
+    ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
+        """(dz, G dz, dlam, dnu) for right-hand sides (rhs.a, g, rhs.e).
+
+        The dual form solves for the multipliers first and, when ``want_z`` is false (the
+        predictor only needs dlam), skips dz and G dz (returned as None). ``refine`` passes of
+        iterative refinement against the unregularized system (see ``needs_refinement``).
+        """
+        if self.form == "dual" and not refine:
+            n, m = self.n, self.m
+            dy = _chol_solve(f.L, rhs.v_cv[:, n:] - torch.cat([g, rhs.e], dim=1))
+            if not want_z:
+                return None, None, dy[:, :m], dy[:, m:]
+            zC = rhs.v_cv - _bmtv(self.T[:, n:], dy)  # [dz; C dz]
+            return zC[:, :n], zC[:, n : n + m], dy[:, :m], dy[:, m:]
+        dz, dlam, dnu = self.solve_refined(f, rhs.a, g, rhs.e, refine)
+        return dz, _bmv(self.prob.G, dz) if want_z else None, dlam, dnu
 
     def residual(
         self, f: Factor, dz: Tensor, dlam: Tensor, dnu: Tensor, a: Tensor, g: Tensor, e: Tensor

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
-from qpbench.solver.kkt import Factor, KKTSystem, dual_form_suitable
+from qpbench.solver.kkt import Factor, KKTSystem, SharedRHS, dual_form_suitable
 from qpbench.solver.result import QPSolution
 from qpbench.solver.scaling import ScaledProblem, equilibrate
 from qpbench.solver.settings import SolverSettings
@@ -67,27 +67,42 @@ class Residuals:
     Qz: Tensor
     Gz: Tensor
     Az: Tensor
-    Gtl: Tensor
-    Atn: Tensor
+    Cty: Tensor  # G'lam + A'nu
+    # Q x, G x, A x for the unboundedness test's direction x (the last step), when asked for
+    Qx: Tensor | None = None
+    Gx: Tensor | None = None
+    Ax: Tensor | None = None
+
+    def select(self, idx: Tensor) -> Residuals:
+        values = (getattr(self, name) for name in self.__dataclass_fields__)
+        return Residuals(*(None if v is None else v[idx] for v in values))
 
 
 # --------------------------------------------------------------------------- steps
-def residuals(P: ScaledProblem, it: Iterate) -> Residuals:
-    Qz = _bmv(P.Q, it.z)
-    Gz = _bmv(P.G, it.z)
-    Az = _bmv(P.A, it.z)
-    Gtl = _bmtv(P.G, it.lam)
-    Atn = _bmtv(P.A, it.nu)
-    return Residuals(
-        r_d=Qz + P.p + Gtl + Atn,
-        r_in=Gz + it.s - P.h,
-        r_eq=Az - P.b,
-        Qz=Qz,
-        Gz=Gz,
-        Az=Az,
-        Gtl=Gtl,
-        Atn=Atn,
-    )
+def residuals(kkt: KKTSystem, it: Iterate, x: Tensor | None = None) -> Residuals:
+    """Residuals of the iterate; with ``x``, also Q x, G x, A x (for the unboundedness test).
+
+    The dual form (the fast path) gets Qz, Gz, Az (and Qx, Gx, Ax) from one pass over
+    [Q; G; A]. The primal form, used for the hard, degenerate problems, keeps separate products:
+    their rounding is what its Maros-Meszaros results were measured with, and its time is
+    dominated by forming Q + G'WG anyway.
+    """
+    P = kkt.prob
+    n, m = P.Q.shape[-1], kkt.m
+    if kkt.form == "dual":
+        rows = it.z.unsqueeze(-2) if x is None else torch.stack([it.z, x], dim=-2)
+        QC = torch.matmul(rows, kkt.QCt)
+        Qz, Gz, Az = QC[:, 0, :n], QC[:, 0, n : n + m], QC[:, 0, n + m :]
+        Cty = _bmtv(kkt.C, torch.cat([it.lam, it.nu], dim=1))
+    else:
+        Qz, Gz, Az = _bmv(P.Q, it.z), _bmv(P.G, it.z), _bmv(P.A, it.z)
+        Cty = _bmtv(P.G, it.lam) + _bmtv(P.A, it.nu)
+    r = Residuals(r_d=Qz + P.p + Cty, r_in=Gz + it.s - P.h, r_eq=Az - P.b, Qz=Qz, Gz=Gz, Az=Az, Cty=Cty)
+    if x is not None and kkt.form == "dual":
+        r.Qx, r.Gx, r.Ax = QC[:, 1, :n], QC[:, 1, n : n + m], QC[:, 1, n + m :]
+    elif x is not None:
+        r.Qx, r.Gx, r.Ax = _bmv(P.Q, x), _bmv(P.G, x), _bmv(P.A, x)
+    return r
 
 
 def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals, with_scales: bool = True) -> dict[str, Tensor]:
@@ -109,7 +124,12 @@ def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals, with_scales:
         [_inf_norm(r.Gz / P.E), _inf_norm(P.h / P.E), _inf_norm(r.Az / P.F), _inf_norm(P.b / P.F)]
     ).amax(0)
     dual_scale = torch.stack(
-        [_inf_norm(r.Qz / cD), _inf_norm(P.p / cD), _inf_norm(r.Gtl / cD), _inf_norm(r.Atn / cD)]
+        [
+            _inf_norm(r.Qz / cD),
+            _inf_norm(P.p / cD),
+            _inf_norm(_bmtv(P.G, it.lam) / cD),
+            _inf_norm(_bmtv(P.A, it.nu) / cD),
+        ]
     ).amax(0)
     gap_scale = torch.stack([zQz.abs(), pz.abs(), hl.abs(), bn.abs()]).amax(0) / P.c
     return {
@@ -136,27 +156,25 @@ def converged(ratios: dict[str, Tensor]) -> Tensor:
     return (ratios["primal"] <= 1) & (ratios["dual"] <= 1) & (ratios["gap"] <= 1)
 
 
-def primal_infeasible(P: ScaledProblem, it: Iterate, eps: float) -> Tensor:
+def primal_infeasible(P: ScaledProblem, it: Iterate, r: Residuals, eps: float) -> Tensor:
     """Farkas certificate from the (diverging) multipliers: G'lam + A'nu ~ 0, h'lam + b'nu < 0."""
     y_norm = torch.maximum(_inf_norm(it.lam), _inf_norm(it.nu)).clamp_min(1e-300)
-    lam_hat = it.lam / y_norm.unsqueeze(-1)
-    nu_hat = it.nu / y_norm.unsqueeze(-1)
-    ray = _bmtv(P.G, lam_hat) + _bmtv(P.A, nu_hat)
-    value = (P.h * lam_hat).sum(-1) + (P.b * nu_hat).sum(-1)
+    ray = r.Cty / y_norm.unsqueeze(-1)
+    value = ((P.h * it.lam).sum(-1) + (P.b * it.nu).sum(-1)) / y_norm
     return (y_norm > 1.0 / eps) & (_inf_norm(ray) <= eps) & (value < -eps)
 
 
-def dual_infeasible(P: ScaledProblem, dz: Tensor, eps: float) -> Tensor:
-    """Unboundedness certificate from the last step: Qx ~ 0, Gx <= ~0, Ax ~ 0, p'x < 0."""
+def dual_infeasible(P: ScaledProblem, dz: Tensor, r: Residuals, eps: float) -> Tensor:
+    """Unboundedness certificate from the last step x = dz: Qx ~ 0, Gx <= ~0, Ax ~ 0, p'x < 0
+    (all relative to |x|; r holds Q dz, G dz, A dz)."""
     x_norm = _inf_norm(dz).clamp_min(1e-300)
-    x = dz / x_norm.unsqueeze(-1)
-    Gx = _bmv(P.G, x)
+    inv = 1.0 / x_norm
     return (
         (x_norm > 0)
-        & (_inf_norm(_bmv(P.Q, x)) <= eps)
-        & (_inf_norm(Gx.clamp_min(0)) <= eps)
-        & (_inf_norm(_bmv(P.A, x)) <= eps)
-        & ((P.p * x).sum(-1) < -eps)
+        & (_inf_norm(r.Qx) * inv <= eps)
+        & (_inf_norm(r.Gx.clamp_min(0)) * inv <= eps)
+        & (_inf_norm(r.Ax) * inv <= eps)
+        & ((P.p * dz).sum(-1) * inv < -eps)
     )
 
 
@@ -168,13 +186,17 @@ def max_step(x: Tensor, dx: Tensor) -> Tensor:
     return ratio.amin(-1).clamp(max=1.0)
 
 
-def newton_direction(kkt: KKTSystem, f: Factor, it: Iterate, r: Residuals, rc: Tensor, refine: int) -> Iterate:
+def newton_direction(
+    kkt: KKTSystem, f: Factor, rhs: SharedRHS, it: Iterate, r: Residuals, rc: Tensor, refine: int, want_z: bool
+) -> Iterate:
     """Direction of the linearized KKT system with complementarity right-hand side ``rc``
-    (s o lam + ds o dlam = sigma mu, linearized: lam o ds + s o dlam = -rc)."""
-    g = -r.r_in + rc / it.lam if kkt.m else r.r_in
-    dz, dlam, dnu = kkt.solve_refined(f, -r.r_d, g, -r.r_eq, refine)
-    ds = -r.r_in - _bmv(kkt.prob.G, dz) if kkt.m else r.r_in
-    return Iterate(dz, ds, dlam, dnu)
+    (s o lam + ds o dlam = sigma mu, linearized: lam o ds + s o dlam = -rc). Without ``want_z``
+    (the predictor) dz is None and ds comes from the linearized complementarity; the step taken
+    uses ds = -r_in - G dz, so the primal residual shrinks exactly by (1 - alpha)."""
+    g = -r.r_in + rc / it.lam
+    dz, Gdz, dlam, dnu = kkt.direction(f, rhs, g, want_z, refine)
+    ds = -r.r_in - Gdz if Gdz is not None else -(rc + it.s * dlam) / it.lam
+    return Iterate(dz, ds, dlam, dnu)  # type: ignore[arg-type]
 
 
 def initial_point(kkt: KKTSystem) -> Iterate:
@@ -209,20 +231,28 @@ def initial_point(kkt: KKTSystem) -> Iterate:
 
 
 # --------------------------------------------------------------------------- driver
-def _choose_form(P: ScaledProblem, settings: SolverSettings, rho: Tensor) -> tuple[str, Tensor | None]:
-    """The KKT form, and the factor of Q + rho I when the dual form's test already computed it."""
+def _choose_form(P: ScaledProblem, settings: SolverSettings, rho: Tensor) -> tuple[str, Tensor | None, Tensor]:
+    """The KKT form; for the dual form, the Cholesky factor of Q + r I its test computed and r.
+
+    The dual form factors Q without regularization (r = 0) where it can: Q + rho I would bend
+    every Newton direction by rho Q^-1, which costs iterations unless refinement undoes it.
+    """
+    none = rho
     if settings.kkt_form != "auto":
-        return settings.kkt_form, None
+        return settings.kkt_form, None, rho
     n, m = P.Q.shape[-1], P.G.shape[1]
     if m == 0:
-        return "primal", None
+        return "primal", None, none
     cost_primal = m * n * n + n**3 / 3
     r = m + P.A.shape[1]
     cost_dual = r**3 / 3 + 2 * r * r  # factor, plus the per-iteration solves
     if cost_dual >= cost_primal:
-        return "primal", None
-    suitable, q_factor = dual_form_suitable(P.Q, rho)
-    return ("dual", q_factor) if bool(suitable.all()) else ("primal", None)
+        return "primal", None, none
+    for q_rho in (torch.zeros_like(rho), rho):
+        suitable, q_factor = dual_form_suitable(P.Q, q_rho)
+        if bool(suitable.all()):
+            return "dual", q_factor, q_rho
+    return "primal", None, none
 
 
 def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
@@ -241,8 +271,8 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     rho = torch.full((B,), float(settings.rho), dtype=dt, device=dev)
     delta = torch.full((B,), float(settings.delta), dtype=dt, device=dev)
     base_rho, base_delta = float(settings.rho), float(settings.delta)
-    form, q_factor = _choose_form(P_full, settings, rho)
-    kkt = KKTSystem(P_full, form, rho, delta, q_factor)
+    form, q_factor, q_rho = _choose_form(P_full, settings, rho)
+    kkt = KKTSystem(P_full, form, rho, delta, q_factor, q_rho)
     kkt_full = kkt  # compaction makes new objects; this one keeps the whole batch for backward
     it = initial_point(kkt)
 
@@ -262,7 +292,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
 
     for iteration in range(settings.max_iter + 1):
         P = kkt.prob
-        r = residuals(P, it)
+        r = residuals(kkt, it, last_dz if iteration > 0 else None)
         res = original_residuals(P, it, r, with_scales=eps_rel > 0)
         st = status[idx]
         ratios = tolerance_ratios(res, eps_abs, eps_rel)
@@ -273,10 +303,10 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
             # A problem that is primal (dual) feasible within tolerance cannot be primal (dual)
             # infeasible: drifting multipliers of dependent constraints can mimic a certificate.
             still = new_status == running
-            pinf = still & (ratios["primal"] > 1) & primal_infeasible(P, it, eps_inf)
+            pinf = still & (ratios["primal"] > 1) & primal_infeasible(P, it, r, eps_inf)
             new_status = new_status.masked_fill(pinf, int(Status.PRIMAL_INFEASIBLE))
             still = new_status == running
-            dinf = still & (ratios["dual"] > 1) & dual_infeasible(P, last_dz, eps_inf)
+            dinf = still & (ratios["dual"] > 1) & dual_infeasible(P, last_dz, r, eps_inf)
             new_status = new_status.masked_fill(dinf, int(Status.DUAL_INFEASIBLE))
         # Keep each problem's best iterate: near the end, directions built from extreme weights
         # can wreck an almost-converged iterate; a problem whose merit has grown far past its
@@ -302,7 +332,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         if n_live < settings.compact_below * active.numel():
             kkt = kkt.select(live)
             it = it.select(live)
-            r = Residuals(*(getattr(r, f)[live] for f in r.__dataclass_fields__))
+            r = r.select(live)
             idx, active, last_dz = idx[live], active[live], last_dz[live]
             P = kkt.prob
 
@@ -311,18 +341,21 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         f = kkt.factor(w)
         for _ in range(settings.extra_factorizations):
             f = kkt.factor(w)
+        rhs = kkt.shared_rhs(-r.r_d, -r.r_eq)
+        refine = settings.refine_steps if kkt.needs_refinement else 0
         if m:
             mu = (it.s * it.lam).sum(-1) / m
-            aff = newton_direction(kkt, f, it, r, it.s * it.lam, settings.refine_steps)
+            # The dual form gets the predictor's multipliers without dz (one product fewer).
+            aff = newton_direction(kkt, f, rhs, it, r, it.s * it.lam, refine, want_z=kkt.form == "primal")
             a_aff = torch.minimum(max_step(it.s, aff.s), max_step(it.lam, aff.lam))
             mu_aff = ((it.s + a_aff.unsqueeze(-1) * aff.s) * (it.lam + a_aff.unsqueeze(-1) * aff.lam)).sum(-1) / m
             sigma = (mu_aff / mu.clamp_min(finfo.tiny)).clamp(0, 1) ** 3
             rc = it.s * it.lam + aff.s * aff.lam - (sigma * mu).unsqueeze(-1)
-            d = newton_direction(kkt, f, it, r, rc, settings.refine_steps)
+            d = newton_direction(kkt, f, rhs, it, r, rc, refine, want_z=True)
             alpha = settings.step_fraction * torch.minimum(max_step(it.s, d.s), max_step(it.lam, d.lam))
             alpha = alpha.clamp(max=1.0)
         else:
-            d = newton_direction(kkt, f, it, r, it.s, settings.refine_steps)
+            d = newton_direction(kkt, f, rhs, it, r, it.s, refine, want_z=True)
             alpha = torch.ones(it.z.shape[0], dtype=dt, device=dev)
 
         # A step is taken only if the factorization worked and the NEW iterate is finite (a finite
