@@ -144,3 +144,14 @@ def test_cuda_matches_cpu() -> None:
     gpu = solve(batch.to("cuda"))
     assert gpu.z.device.type == "cuda"
     assert torch.allclose(cpu.z, gpu.z.cpu(), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_solve_leaves_its_input_unchanged(dtype: torch.dtype) -> None:
+    # Scaling works on copies: an in-place pass once wrote |Q| into a float32 caller's shared Q.
+    batch = generate("optnet_random", batch_size=3, n=6, m=4, seed=2, dtype=dtype)
+    for b in (batch, QPBatch(Q=batch.Q[0], p=batch.p, G=batch.G[0], h=batch.h)):
+        before = {name: t.clone() for name, t in b.tensors().items()}
+        solve(b)
+        for name, t in b.tensors().items():
+            assert torch.equal(t, before[name]), f"solve modified {name}"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from qpbench.solver.linalg import cholesky, cholesky_solve
 from qpbench.solver.scaling import ScaledProblem
 
 
@@ -33,19 +34,6 @@ def _bmv(M: Tensor, v: Tensor) -> Tensor:
 
 def _bmtv(M: Tensor, v: Tensor) -> Tensor:
     return torch.matmul(v.unsqueeze(-2), M).squeeze(-2)
-
-
-def _chol(M: Tensor) -> tuple[Tensor, Tensor]:
-    """Batched Cholesky that never raises; ``ok`` (B,) marks matrices that factored."""
-    L, info = torch.linalg.cholesky_ex(M)
-    return L, info == 0
-
-
-def _chol_solve(L: Tensor, r: Tensor) -> Tensor:
-    # Two triangular solves: measured 3x faster than torch.cholesky_solve for batches of small
-    # matrices on CPU (B = 128, n = 100), which copies the factor on every call.
-    x = torch.linalg.solve_triangular(L, r.unsqueeze(-1), upper=False)
-    return torch.linalg.solve_triangular(L.mT, x, upper=True).squeeze(-1)
 
 
 @dataclass
@@ -66,8 +54,9 @@ class Factor:
     ok: Tensor  # (B,) every factorization of this problem succeeded
 
 
-def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8) -> Tensor:
-    """(B,) estimate of cond(Q) by power iteration on Q and inverse iteration with its factor L.
+def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8, rho: Tensor | None = None) -> Tensor:
+    """(B,) estimate of cond(Q + rho I) by power iteration on it and inverse iteration with its
+    factor L (Q symmetric, L the factor of Q + rho I).
 
     Both iterations approach their extreme eigenvalue from below, so this slightly underestimates;
     a handful of steps lands within a small factor, which is all the form choice needs.
@@ -77,10 +66,10 @@ def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8) -> Tensor:
     u = v.clone()
     big = small = Q.new_ones(Q.shape[0])
     for _ in range(steps):
-        v = _bmv(Q, v)
+        v = _bmtv(Q, v) if rho is None else _bmtv(Q, v) + rho.unsqueeze(-1) * v
         big = v.norm(dim=-1)
         v = v / big.clamp_min(1e-300).unsqueeze(-1)
-        u = _chol_solve(L, u)
+        u = cholesky_solve(L, u)
         small = u.norm(dim=-1)
         u = u / small.clamp_min(1e-300).unsqueeze(-1)
     return big * small
@@ -89,13 +78,14 @@ def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8) -> Tensor:
 def dual_form_suitable(Q: Tensor, rho: Tensor) -> tuple[Tensor, Tensor]:
     """(B,) bool: Q + rho I is positive definite with a modest condition number; and its Cholesky
     factor, which the dual-form KKT system reuses."""
-    n = Q.shape[-1]
-    eye = torch.eye(n, dtype=Q.dtype, device=Q.device)
-    Qr = Q + rho.view(-1, 1, 1) * eye
-    L, ok = _chol(Qr)
-    # The dual form applies Qr^-1 explicitly: it loses about cond * eps of accuracy.
+    Qr = Q.clone()
+    Qr.diagonal(dim1=-2, dim2=-1).add_(rho.unsqueeze(-1))
+    L, ok = cholesky(Qr, overwrite=True)
+    if not bool(ok.all()):
+        L = torch.where(ok.view(-1, 1, 1), L, torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device))
+    # The dual form applies Qr^-1 (through Y = Qr^-1 C'): it loses about cond * eps of accuracy.
     limit = 1e7 if Q.dtype == torch.float64 else 1e3
-    return ok & (condition_estimate(Qr, torch.where(ok.view(-1, 1, 1), L, eye)) < limit), L
+    return ok & (condition_estimate(Q, L, rho=rho) < limit), L
 
 
 class KKTSystem:
@@ -127,24 +117,24 @@ class KKTSystem:
             # Constraint rows C = [G; A], and QCt = [Q; C]' = [Q, C']: the residuals need Qz, Gz,
             # Az and C'y, which are then two batched products (one pass over the data each), both
             # as row vector x matrix, which is ~2x faster than matrix x column vector on CPU.
-            self.C = torch.cat([prob.G, prob.A], dim=1)  # (B, m+k, n)
+            self.C = torch.cat([prob.G, prob.A], dim=1) if self.k else prob.G  # (B, m+k, n)
             self.QCt = torch.cat([prob.Q, self.C.mT], dim=2)  # (B, n, n+m+k)
         if form == "dual":
-            eye = torch.eye(n, dtype=prob.Q.dtype, device=prob.Q.device)
             q_rho = rho if q_rho is None or q_factor is None else q_rho
             self.q_regularized = bool((q_rho > 0).any())
+            self._work: Tensor | None = None
             if q_factor is None:
-                self.Lq, self.q_ok = _chol(prob.Q + rho.view(-1, 1, 1) * eye)
+                Qr = prob.Q.clone()
+                Qr.diagonal(dim1=-2, dim2=-1).add_(rho.unsqueeze(-1))
+                self.Lq, self.q_ok = cholesky(Qr, overwrite=True)
             else:
                 self.Lq, self.q_ok = q_factor, torch.ones_like(rho, dtype=torch.bool)
-            # Qr^-1 explicitly: the form is only chosen for well-conditioned Q (cond < 1e7), and
-            # products are far cheaper than triangular solves for small batched matrices.
-            Qi = torch.cholesky_inverse(self.Lq)
-            QiCt = torch.matmul(Qi, self.C.mT)  # (B, n, m+k)
-            # T = [I; C] Qr^-1 [I, C'] (symmetric): a' T[:n] = [Qr^-1 a; C Qr^-1 a]' and
-            # dy' T[n:] = [Qr^-1 C' dy; K dy]', one product each; K = C Qr^-1 C' = T[n:, n:].
-            top = torch.cat([Qi, QiCt], dim=2)
-            self.T = torch.cat([top, torch.cat([QiCt.mT, torch.matmul(self.C, QiCt)], dim=2)], dim=1)
+            # Y = Qr^-1 C' and K = C Y from two triangular solves and one product (measured half
+            # the time of forming Qr^-1 explicitly). S = [Y', K] (symmetric K), so that
+            # dy' S = [(Y dy)', (K dy)'] = [Qr^-1 C' dy; K dy]' is one row-vector product.
+            X = torch.linalg.solve_triangular(self.Lq, self.C.mT, upper=False)
+            Y = torch.linalg.solve_triangular(self.Lq.mT, X, upper=True)  # (B, n, m+k)
+            self.S = torch.cat([Y.mT, torch.matmul(self.C, Y)], dim=2)  # (B, m+k, n+m+k)
 
     @property
     def needs_refinement(self) -> bool:
@@ -154,9 +144,8 @@ class KKTSystem:
 
     @property
     def K(self) -> Tensor:
-        """Dual form: C Qr^-1 C' (B, m+k, m+k), a view of T."""
-        n = self.n
-        return self.T[:, n:, n:]
+        """Dual form: C Qr^-1 C' (B, m+k, m+k), a view of S."""
+        return self.S[:, :, self.n :]
 
     def select(self, idx: Tensor) -> KKTSystem:
         """The same system restricted to the problems ``idx`` (compaction of the working set)."""
@@ -167,33 +156,41 @@ class KKTSystem:
         new.n = self.n
         if self.form == "dual":
             new.C, new.QCt = self.C[idx], self.QCt[idx]
-            new.q_regularized = self.q_regularized
+            new.q_regularized, new._work = self.q_regularized, None
             new.Lq, new.q_ok = self.Lq[idx], self.q_ok[idx]
-            new.T = self.T[idx]
+            new.S = self.S[idx]
         return new
 
     # ------------------------------------------------------------------ factor
     def factor(self, w: Tensor) -> Factor:
+        """Factor the system at weights w. The primal form keeps torch's Cholesky kernel: its
+        matrices are nearly singular on LPs with equalities (Q + G'WG + rho I, cond ~1e17), and
+        the layer's adjoint through them was measured to depend on the kernel's rounding (a
+        gradient test on an LP failed with LAPACK's potrf called directly, passed with torch's)."""
         P = self.prob
         if self.form == "dual":
             d = torch.cat([1.0 / w, self.delta.unsqueeze(-1).expand(-1, self.k)], dim=1)
-            M = self.K.clone()
+            # One buffer per system, overwritten by each factorization (so a Factor is valid until
+            # the next call): a fresh 10 MB copy of the strided K measured 6x slower than this.
+            if self._work is None:
+                self._work = torch.empty_like(self.K, memory_format=torch.contiguous_format)
+            M = self._work.copy_(self.K)
             diag = M.diagonal(dim1=-2, dim2=-1)
             diag.add_(d)
             diag.add_((self.shift * diag.amax(-1)).unsqueeze(-1))
-            L, ok = _chol(M)
+            L, ok = cholesky(M, overwrite=True)
             return Factor(w=w, L=L, Y=None, Ls=None, ok=ok & self.q_ok)
         H = P.Q + torch.matmul(P.G.transpose(1, 2) * w.unsqueeze(-2), P.G)
         diag = H.diagonal(dim1=-2, dim2=-1)
         diag.add_((self.rho + self.shift * diag.amax(-1)).unsqueeze(-1))
-        L, ok = _chol(H)
+        L, ok = cholesky(H, lapack_loop=False)
         Y = Ls = None
         if self.k:
-            Y = torch.cholesky_solve(P.A.transpose(1, 2), L)
+            Y = cholesky_solve(L, P.A.mT)
             S = torch.matmul(P.A, Y)
             sdiag = S.diagonal(dim1=-2, dim2=-1)
             sdiag.add_((self.delta + self.shift * sdiag.amax(-1)).unsqueeze(-1))
-            Ls, ok_s = _chol(S)
+            Ls, ok_s = cholesky(S, lapack_loop=False)
             ok = ok & ok_s
         return Factor(w=w, L=L, Y=Y, Ls=Ls, ok=ok)
 
@@ -205,9 +202,9 @@ class KKTSystem:
             return dz, dlam, dnu
         P = self.prob
         r1 = a + _bmtv(P.G, f.w * g) if self.m else a
-        u = _chol_solve(f.L, r1)
+        u = cholesky_solve(f.L, r1)
         if self.k:
-            dnu = _chol_solve(f.Ls, _bmv(P.A, u) - e)
+            dnu = cholesky_solve(f.Ls, _bmv(P.A, u) - e)
             dz = u - _bmv(f.Y, dnu)
         else:
             dnu, dz = e, u
@@ -218,9 +215,11 @@ class KKTSystem:
     def shared_rhs(self, a: Tensor, e: Tensor) -> SharedRHS:
         """The parts of a Newton solve that depend only on a and e, which the predictor and the
         corrector share (they differ only in g)."""
-        n = self.n
-        v_cv = _bmtv(self.T[:, :n], a) if self.form == "dual" else None
-        return SharedRHS(a=a, e=e, v_cv=v_cv)
+        if self.form != "dual":
+            return SharedRHS(a=a, e=e, v_cv=None)
+        v = cholesky_solve(self.Lq, a)
+        Cv = _bmtv(self.QCt[:, :, self.n :], v)  # C v as v' C'
+        return SharedRHS(a=a, e=e, v_cv=torch.cat([v, Cv], dim=1))
 
     def direction(
         self, f: Factor, rhs: SharedRHS, g: Tensor, want_z: bool, refine: int = 0
@@ -233,10 +232,10 @@ class KKTSystem:
         """
         if self.form == "dual" and not refine:
             n, m = self.n, self.m
-            dy = _chol_solve(f.L, rhs.v_cv[:, n:] - torch.cat([g, rhs.e], dim=1))
+            dy = cholesky_solve(f.L, rhs.v_cv[:, n:] - torch.cat([g, rhs.e], dim=1))
             if not want_z:
                 return None, None, dy[:, :m], dy[:, m:]
-            zC = rhs.v_cv - _bmtv(self.T[:, n:], dy)  # [dz; C dz]
+            zC = rhs.v_cv - _bmtv(self.S, dy)  # [dz; C dz]
             return zC[:, :n], zC[:, n : n + m], dy[:, :m], dy[:, m:]
         dz, dlam, dnu = self.solve_refined(f, rhs.a, g, rhs.e, refine)
         return dz, _bmv(self.prob.G, dz) if want_z else None, dlam, dnu
