@@ -54,7 +54,10 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
         assert inhouse["iterations_loop"] >= 1
         assert inhouse["limit"]["form"] == inhouse["kkt_form"]
         limit = inhouse["limit"]
-        assert limit["total"] == pytest.approx(limit["per_iteration"] * inhouse["iterations_loop"])
+        once = limit["once"] or 0.0
+        assert (once > 0) == (inhouse["kkt_form"] == "dual")  # the dual form's K is formed once per solve
+        assert limit["total"] == pytest.approx(once + limit["per_iteration"] * inhouse["iterations_loop"])
+        assert inhouse["iteration_over_limit"] == pytest.approx(inhouse["solve"]["median"] / limit["total"])
         for r in case["results"]:
             s = r["solve"]
             assert 0 < s["min"] <= s["median"] <= s["max"] and 1 <= s["repeats"] <= 2

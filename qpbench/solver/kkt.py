@@ -123,6 +123,7 @@ class KKTSystem:
             q_rho = rho if q_rho is None or q_factor is None else q_rho
             self.q_regularized = bool((q_rho > 0).any())
             self._work: Tensor | None = None
+            self._qp: Tensor | None = None  # [Q^-1 p; C Q^-1 p], for newton_rhs
             if q_factor is None:
                 Qr = prob.Q.clone()
                 Qr.diagonal(dim1=-2, dim2=-1).add_(rho.unsqueeze(-1))
@@ -157,6 +158,7 @@ class KKTSystem:
         if self.form == "dual":
             new.C, new.QCt = self.C[idx], self.QCt[idx]
             new.q_regularized, new._work = self.q_regularized, None
+            new._qp = None if self._qp is None else self._qp[idx]
             new.Lq, new.q_ok = self.Lq[idx], self.q_ok[idx]
             new.S = self.S[idx]
         return new
@@ -220,6 +222,20 @@ class KKTSystem:
         v = cholesky_solve(self.Lq, a)
         Cv = _bmtv(self.QCt[:, :, self.n :], v)  # C v as v' C'
         return SharedRHS(a=a, e=e, v_cv=torch.cat([v, Cv], dim=1))
+
+    def newton_rhs(self, z: Tensor, y: Tensor, Cz: Tensor, r_d: Tensor, r_eq: Tensor) -> SharedRHS:
+        """``shared_rhs(-r_d, -r_eq)`` at the iterate (z, y = [lam; nu]) with C z = Cz.
+
+        In the unregularized dual form, Qr = Q, so Q^-1 (-r_d) = -z - Q^-1 p - Y y and
+        C Q^-1 (-r_d) = -C z - C Q^-1 p - K y: one product y' S instead of two triangular
+        solves and a product (Q^-1 p and C Q^-1 p are computed once per solve)."""
+        if self.form != "dual" or self.q_regularized:
+            return self.shared_rhs(-r_d, -r_eq)
+        if self._qp is None:
+            qp = cholesky_solve(self.Lq, self.prob.p)
+            self._qp = torch.cat([qp, _bmtv(self.QCt[:, :, self.n :], qp)], dim=1)
+        v_cv = -(torch.cat([z, Cz], dim=1) + self._qp + _bmtv(self.S, y))
+        return SharedRHS(a=-r_d, e=-r_eq, v_cv=v_cv)
 
     def direction(
         self, f: Factor, rhs: SharedRHS, g: Tensor, want_z: bool, refine: int = 0

@@ -287,12 +287,14 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     idx = torch.arange(B, device=dev)  # working set -> batch index
     active = torch.ones(B, dtype=torch.bool, device=dev)
     last_dz = torch.zeros_like(it.z)
+    # With Q positive definite (the unregularized dual form) no problem is unbounded below.
+    check_unbounded = kkt.needs_refinement
     running = int(Status.RUNNING)
     n_iter_loop = 0
 
     for iteration in range(settings.max_iter + 1):
         P = kkt.prob
-        r = residuals(kkt, it, last_dz if iteration > 0 else None)
+        r = residuals(kkt, it, last_dz if iteration > 0 and check_unbounded else None)
         res = original_residuals(P, it, r, with_scales=eps_rel > 0)
         st = status[idx]
         ratios = tolerance_ratios(res, eps_abs, eps_rel)
@@ -305,9 +307,10 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
             still = new_status == running
             pinf = still & (ratios["primal"] > 1) & primal_infeasible(P, it, r, eps_inf)
             new_status = new_status.masked_fill(pinf, int(Status.PRIMAL_INFEASIBLE))
-            still = new_status == running
-            dinf = still & (ratios["dual"] > 1) & dual_infeasible(P, last_dz, r, eps_inf)
-            new_status = new_status.masked_fill(dinf, int(Status.DUAL_INFEASIBLE))
+            if check_unbounded:
+                still = new_status == running
+                dinf = still & (ratios["dual"] > 1) & dual_infeasible(P, last_dz, r, eps_inf)
+                new_status = new_status.masked_fill(dinf, int(Status.DUAL_INFEASIBLE))
         # Keep each problem's best iterate: near the end, directions built from extreme weights
         # can wreck an almost-converged iterate; a problem whose merit has grown far past its
         # best stops there and returns the best (status MAX_ITER-like: not converged).
@@ -341,7 +344,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         f = kkt.factor(w)
         for _ in range(settings.extra_factorizations):
             f = kkt.factor(w)
-        rhs = kkt.shared_rhs(-r.r_d, -r.r_eq)
+        rhs = kkt.newton_rhs(it.z, torch.cat([it.lam, it.nu], dim=1), torch.cat([r.Gz, r.Az], dim=1), r.r_d, r.r_eq)
         refine = settings.refine_steps if kkt.needs_refinement else 0
         if m:
             mu = (it.s * it.lam).sum(-1) / m
