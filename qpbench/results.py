@@ -83,7 +83,7 @@ COLUMNS: dict[str, str] = {
     "backward_time_median": "seconds of one backward pass where measured",
     "grad_err_max": "max relative gradient error where measured",
     "peak_memory_bytes": "peak device (CUDA) or process (CPU RSS) memory",
-    "calibration_time": "seconds of the run's calibration kernel for this case (batched Cholesky)",
+    "calibration_time": "seconds of the run's calibration kernel for this case (imitated interior-point iterations)",
     "torch_threads": "torch.get_num_threads() during the case",
     "worker": "in-process or subprocess",
     "timestamp": "UTC time the row was written",
