@@ -11,10 +11,12 @@ Two factorizations, chosen by cost:
 * ``primal``: eliminate dlam = W (G dz - g); Cholesky of the n x n matrix
   H = Q + rho I + G' W G (formed every iteration: m n^2 + n^3/3 flops), then the k x k Schur
   complement A H^-1 A' + delta I for the equalities.
-* ``dual``: eliminate dz = Qr^-1 (a - C' dy) with C = [G; A], Qr = Q + rho I factored ONCE;
-  each iteration factors only the (m+k) x (m+k) matrix C Qr^-1 C' + diag(W^-1, delta I)
+* ``dual``: eliminate dz = Qr^-1 (a - C' dy) with C = [G; A], Qr = Q (or Q + rho I where Q
+  alone is not safely positive definite) factored ONCE, with Y = Qr^-1 C' and K = C Y formed
+  once; each iteration factors only the (m+k) x (m+k) matrix K + diag(W^-1, delta I)
   ((m+k)^3/3 flops). Solving for the multipliers first avoids the cancellation of applying
-  H^-1 through the Woodbury identity. Needs Q safely positive definite.
+  H^-1 through the Woodbury identity. Predictor and corrector share everything that depends on
+  a and e (``shared_rhs``), and the predictor skips dz.
 """
 
 from __future__ import annotations
@@ -130,12 +132,14 @@ class KKTSystem:
                 self.Lq, self.q_ok = cholesky(Qr, overwrite=True)
             else:
                 self.Lq, self.q_ok = q_factor, torch.ones_like(rho, dtype=torch.bool)
-            # Y = Qr^-1 C' and K = C Y from two triangular solves and one product (measured half
-            # the time of forming Qr^-1 explicitly). S = [Y', K] (symmetric K), so that
-            # dy' S = [(Y dy)', (K dy)'] = [Qr^-1 C' dy; K dy]' is one row-vector product.
-            X = torch.linalg.solve_triangular(self.Lq, self.C.mT, upper=False)
-            Y = torch.linalg.solve_triangular(self.Lq.mT, X, upper=True)  # (B, n, m+k)
-            self.S = torch.cat([Y.mT, torch.matmul(self.C, Y)], dim=2)  # (B, m+k, n+m+k)
+            # Y' = C Qr^-1 and K = C Y from two triangular solves from the right (row layout, no
+            # transposed copies) and one product: half the time of forming Qr^-1 explicitly.
+            # S = [Y', K] (symmetric K), so dy' S = [(Y dy)', (K dy)'] = [Qr^-1 C' dy; K dy]' is
+            # one row-vector product; K is also kept contiguous for the per-iteration copy.
+            X = torch.linalg.solve_triangular(self.Lq.mT, self.C, upper=True, left=False)  # C L^-T
+            Yt = torch.linalg.solve_triangular(self.Lq, X, upper=False, left=False)  # C Qr^-1
+            self.Kc = torch.matmul(X, X.mT)  # (B, m+k, m+k)
+            self.S = torch.cat([Yt, self.Kc], dim=2)  # (B, m+k, n+m+k)
 
     @property
     def needs_refinement(self) -> bool:
@@ -160,7 +164,7 @@ class KKTSystem:
             new.q_regularized, new._work = self.q_regularized, None
             new._qp = None if self._qp is None else self._qp[idx]
             new.Lq, new.q_ok = self.Lq[idx], self.q_ok[idx]
-            new.S = self.S[idx]
+            new.S, new.Kc = self.S[idx], self.Kc[idx]
         return new
 
     # ------------------------------------------------------------------ factor
@@ -175,8 +179,8 @@ class KKTSystem:
             # One buffer per system, overwritten by each factorization (so a Factor is valid until
             # the next call): a fresh 10 MB copy of the strided K measured 6x slower than this.
             if self._work is None:
-                self._work = torch.empty_like(self.K, memory_format=torch.contiguous_format)
-            M = self._work.copy_(self.K)
+                self._work = torch.empty_like(self.Kc)
+            M = self._work.copy_(self.Kc)
             diag = M.diagonal(dim1=-2, dim2=-1)
             diag.add_(d)
             diag.add_((self.shift * diag.amax(-1)).unsqueeze(-1))
