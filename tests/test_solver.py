@@ -155,3 +155,11 @@ def test_solve_leaves_its_input_unchanged(dtype: torch.dtype) -> None:
         solve(b)
         for name, t in b.tensors().items():
             assert torch.equal(t, before[name]), f"solve modified {name}"
+
+
+def test_solve_records_no_autograd_history() -> None:
+    batch = generate("optnet_random", batch_size=2, n=6, m=4, seed=3)
+    tracked = QPBatch(**{name: t.clone().requires_grad_(True) for name, t in batch.tensors().items()})
+    sol = solve(tracked)
+    assert not sol.z.requires_grad and not sol.lam.requires_grad
+    assert torch.allclose(sol.z, solve(batch).z)

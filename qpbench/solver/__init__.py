@@ -16,7 +16,10 @@ __all__ = ["QPSolution", "SolverSettings", "solve"]
 
 
 def solve(batch: QPBatch, settings: SolverSettings | None = None, **overrides: object) -> QPSolution:
-    """Solve every problem of ``batch``; keyword overrides update ``settings`` (e.g. eps_abs=1e-6)."""
+    """Solve every problem of ``batch``; keyword overrides update ``settings`` (e.g. eps_abs=1e-6).
+
+    The result carries no autograd history even for inputs that require grad; differentiate
+    through ``qpbench.layer.QPFunction`` (implicit differentiation at the solution) instead."""
     if not isinstance(batch, QPBatch):
         raise ValueError(f"batch must be a qpbench.QPBatch, got {type(batch).__name__}")
     settings = settings or SolverSettings()

@@ -255,6 +255,7 @@ def _choose_form(P: ScaledProblem, settings: SolverSettings, rho: Tensor) -> tup
     return "primal", None, none
 
 
+@torch.no_grad()  # the iterations are not differentiated: gradients come from qpbench.layer.QPFunction
 def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     t0 = time.perf_counter()
     settings = settings.resolved(batch.dtype)
