@@ -50,13 +50,48 @@ def _inf_norm(x: Tensor) -> Tensor:
 
 @dataclass
 class Iterate:
-    z: Tensor
+    """(z, s, lam, nu) packed in one (B, n + 2m + k) tensor, so that the per-iteration updates
+    (step, finiteness test, keeping the best iterate) are one op each instead of four."""
+
+    x: Tensor
+    n: int
+    m: int
+
+    @staticmethod
+    def pack(z: Tensor, s: Tensor, lam: Tensor, nu: Tensor) -> Iterate:
+        return Iterate(torch.cat([z, s, lam, nu], dim=1), z.shape[1], s.shape[1])
+
+    @property
+    def z(self) -> Tensor:
+        return self.x[:, : self.n]
+
+    @property
+    def s(self) -> Tensor:
+        return self.x[:, self.n : self.n + self.m]
+
+    @property
+    def lam(self) -> Tensor:
+        return self.x[:, self.n + self.m : self.n + 2 * self.m]
+
+    @property
+    def nu(self) -> Tensor:
+        return self.x[:, self.n + 2 * self.m :]
+
+    @property
+    def s_lam(self) -> Tensor:
+        """[s, lam]: the variables that must stay positive."""
+        return self.x[:, self.n : self.n + 2 * self.m]
+
+    def select(self, idx: Tensor) -> Iterate:
+        return Iterate(self.x[idx], self.n, self.m)
+
+
+@dataclass
+class Direction:
+    z: Tensor | None  # None for the dual form's predictor, which needs only ds and dlam
     s: Tensor
     lam: Tensor
     nu: Tensor
-
-    def select(self, idx: Tensor) -> Iterate:
-        return Iterate(self.z[idx], self.s[idx], self.lam[idx], self.nu[idx])
 
 
 @dataclass
@@ -188,7 +223,7 @@ def max_step(x: Tensor, dx: Tensor) -> Tensor:
 
 def newton_direction(
     kkt: KKTSystem, f: Factor, rhs: SharedRHS, it: Iterate, r: Residuals, rc: Tensor, refine: int, want_z: bool
-) -> Iterate:
+) -> Direction:
     """Direction of the linearized KKT system with complementarity right-hand side ``rc``
     (s o lam + ds o dlam = sigma mu, linearized: lam o ds + s o dlam = -rc). Without ``want_z``
     (the predictor) dz is None and ds comes from the linearized complementarity; the step taken
@@ -196,7 +231,7 @@ def newton_direction(
     g = -r.r_in + rc / it.lam
     dz, Gdz, dlam, dnu = kkt.direction(f, rhs, g, want_z, refine)
     ds = -r.r_in - Gdz if Gdz is not None else -(rc + it.s * dlam) / it.lam
-    return Iterate(dz, ds, dlam, dnu)  # type: ignore[arg-type]
+    return Direction(dz, ds, dlam, dnu)
 
 
 def initial_point(kkt: KKTSystem) -> Iterate:
@@ -219,7 +254,7 @@ def initial_point(kkt: KKTSystem) -> Iterate:
     z = torch.where(ok.unsqueeze(-1), z, 0)
     nu = torch.where(ok.unsqueeze(-1), nu, 0)
     if m == 0:
-        return Iterate(z, lam, lam, nu)
+        return Iterate.pack(z, lam, lam, nu)
     lam = torch.where(ok.unsqueeze(-1), lam, -1)
     s = -lam
 
@@ -227,7 +262,7 @@ def initial_point(kkt: KKTSystem) -> Iterate:
         low = -x.amin(-1, keepdim=True)
         return torch.where(low >= 0, x + 1 + low, x)
 
-    return Iterate(z, shift(s), shift(lam), nu)
+    return Iterate.pack(z, shift(s), shift(lam), nu)
 
 
 # --------------------------------------------------------------------------- driver
@@ -276,28 +311,42 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     kkt = KKTSystem(P_full, form, rho, delta, q_factor, q_rho)
     kkt_full = kkt  # compaction makes new objects; this one keeps the whole batch for backward
     it = initial_point(kkt)
+    n = it.n
 
+    # Per-problem state is kept for the working set (compacted with it) and written back to the
+    # whole batch (``flush``) when the working set shrinks and at the end.
     # Each problem's best iterate so far (lowest merit), scaled; this is also what is returned.
     # A problem is SOLVED at the first iterate with merit <= 1 and all earlier ones were above 1,
     # so for solved problems the best iterate IS the final one.
-    best = Iterate(it.z.clone(), it.s.clone(), it.lam.clone(), it.nu.clone())
+    best = Iterate(it.x.clone(), n, m)
     best_merit = torch.full((B,), float("inf"), dtype=dt, device=dev)
-    status = torch.full((B,), int(Status.RUNNING), dtype=torch.int8, device=dev)
-    iters = torch.zeros(B, dtype=torch.int32, device=dev)
+    st = torch.full((B,), int(Status.RUNNING), dtype=torch.int8, device=dev)
+    iters_ws = torch.zeros(B, dtype=torch.int32, device=dev)
     bad_steps = torch.zeros(B, dtype=torch.int32, device=dev)
+    best_full = best.x.clone()
+    status = st.clone()
+    iters = iters_ws.clone()
     idx = torch.arange(B, device=dev)  # working set -> batch index
     active = torch.ones(B, dtype=torch.bool, device=dev)
     last_dz = torch.zeros_like(it.z)
+    bad: Tensor | None = None  # the last step's failed problems, read at the next synchronization
+    # Regularization updates are no-ops until a step fails (or the initial point raised it), so
+    # they start with the first failure.
+    regularizing = bool(((kkt.shift > 0) | (kkt.delta > base_delta) | (kkt.rho > base_rho)).any())
     # With Q positive definite (the unregularized dual form) no problem is unbounded below.
     check_unbounded = kkt.needs_refinement
     running = int(Status.RUNNING)
     n_iter_loop = 0
 
+    def flush() -> None:
+        best_full[idx] = best.x
+        status[idx] = st
+        iters[idx] = iters_ws
+
     for iteration in range(settings.max_iter + 1):
         P = kkt.prob
         r = residuals(kkt, it, last_dz if iteration > 0 and check_unbounded else None)
         res = original_residuals(P, it, r, with_scales=eps_rel > 0)
-        st = status[idx]
         ratios = tolerance_ratios(res, eps_abs, eps_rel)
         merit = torch.maximum(ratios["primal"], torch.maximum(ratios["dual"], ratios["gap"]))
         merit = torch.nan_to_num(merit, nan=float("inf"))
@@ -315,29 +364,40 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         # Keep each problem's best iterate: near the end, directions built from extreme weights
         # can wreck an almost-converged iterate; a problem whose merit has grown far past its
         # best stops there and returns the best (status MAX_ITER-like: not converged).
-        improved = merit < best_merit[idx]
-        best_merit[idx] = torch.where(improved, merit, best_merit[idx])
-        for name in ("z", "s", "lam", "nu"):
-            cur, store = getattr(it, name), getattr(best, name)
-            store[idx] = torch.where(improved.unsqueeze(-1), cur, store[idx])
-        diverged = (new_status == running) & (merit > _DIVERGENCE_FACTOR * best_merit[idx])
-        numerr = diverged | ((new_status == running) & (bad_steps[idx] >= _MAX_BAD_STEPS))
+        improved = merit < best_merit
+        best_merit = torch.where(improved, merit, best_merit)
+        best.x = torch.where(improved.unsqueeze(-1), it.x, best.x)
+        diverged = (new_status == running) & (merit > _DIVERGENCE_FACTOR * best_merit)
+        numerr = diverged | ((new_status == running) & (bad_steps >= _MAX_BAD_STEPS))
         new_status = new_status.masked_fill(numerr, int(Status.NUMERICAL_ERROR))
         if iteration == settings.max_iter:
             new_status = new_status.masked_fill(new_status == running, int(Status.MAX_ITER))
         finishing = active & (new_status != running)
-        status[idx] = torch.where(finishing, new_status, st)
+        st = torch.where(finishing, new_status, st)
         active = active & ~finishing
 
-        live = torch.nonzero(active).squeeze(1)  # the one host synchronization of the iteration
-        n_live = live.numel()
+        # The one host synchronization of the iteration: problems left, and failed steps.
+        counts = torch.stack([active.sum(), bad.sum()]) if bad is not None else active.sum().unsqueeze(0)
+        n_live, *n_bad = counts.tolist()
         if n_live == 0 or iteration == settings.max_iter:
             break
+        regularizing = regularizing or bool(n_bad and n_bad[0])
+        if regularizing and bad is not None:
+            # Raised after a failure (factorization or non-finite step), decayed after successful
+            # steps, so it does not distort the Newton direction for the rest of the solve.
+            kkt.rho = torch.where(bad, (kkt.rho * 100).clamp(max=_RHO_MAX), (kkt.rho / 10).clamp(min=base_rho))
+            kkt.delta = torch.where(
+                bad, (kkt.delta * 100).clamp(max=_RHO_MAX), (kkt.delta / 10).clamp(min=base_delta)
+            )
+            shift_down = torch.where(kkt.shift > 10 * finfo.eps, kkt.shift / 10, torch.zeros_like(kkt.shift))
+            kkt.shift = torch.where(bad, (kkt.shift * 100).clamp(min=10 * finfo.eps, max=_RHO_MAX), shift_down)
         if n_live < settings.compact_below * active.numel():
-            kkt = kkt.select(live)
-            it = it.select(live)
-            r = r.select(live)
-            idx, active, last_dz = idx[live], active[live], last_dz[live]
+            live = torch.nonzero(active).squeeze(1)
+            flush()
+            kkt, it, r = kkt.select(live), it.select(live), r.select(live)
+            best = best.select(live)
+            idx, active, last_dz, best_merit = idx[live], active[live], last_dz[live], best_merit[live]
+            st, iters_ws, bad_steps = st[live], iters_ws[live], bad_steps[live]
             P = kkt.prob
 
         # ---- Newton step (predictor-corrector) on the working set
@@ -345,52 +405,46 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         f = kkt.factor(w)
         for _ in range(settings.extra_factorizations):
             f = kkt.factor(w)
-        rhs = kkt.newton_rhs(it.z, torch.cat([it.lam, it.nu], dim=1), torch.cat([r.Gz, r.Az], dim=1), r.r_d, r.r_eq)
+        y = torch.cat([it.lam, it.nu], dim=1)
+        rhs = kkt.newton_rhs(it.z, y, torch.cat([r.Gz, r.Az], dim=1), r.r_d, r.r_eq)
         refine = settings.refine_steps if kkt.needs_refinement else 0
         if m:
+            s_lam = it.s_lam
             mu = (it.s * it.lam).sum(-1) / m
             # The dual form gets the predictor's multipliers without dz (one product fewer).
             aff = newton_direction(kkt, f, rhs, it, r, it.s * it.lam, refine, want_z=kkt.form == "primal")
-            a_aff = torch.minimum(max_step(it.s, aff.s), max_step(it.lam, aff.lam))
+            a_aff = max_step(s_lam, torch.cat([aff.s, aff.lam], dim=1))
             mu_aff = ((it.s + a_aff.unsqueeze(-1) * aff.s) * (it.lam + a_aff.unsqueeze(-1) * aff.lam)).sum(-1) / m
             sigma = (mu_aff / mu.clamp_min(finfo.tiny)).clamp(0, 1) ** 3
             rc = it.s * it.lam + aff.s * aff.lam - (sigma * mu).unsqueeze(-1)
             d = newton_direction(kkt, f, rhs, it, r, rc, refine, want_z=True)
-            alpha = settings.step_fraction * torch.minimum(max_step(it.s, d.s), max_step(it.lam, d.lam))
+            D = torch.cat([d.z, d.s, d.lam, d.nu], dim=1).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            alpha = settings.step_fraction * max_step(s_lam, D[:, n : n + 2 * m])
             alpha = alpha.clamp(max=1.0)
         else:
             d = newton_direction(kkt, f, rhs, it, r, it.s, refine, want_z=True)
-            alpha = torch.ones(it.z.shape[0], dtype=dt, device=dev)
+            D = torch.cat([d.z, d.s, d.lam, d.nu], dim=1).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            alpha = torch.ones(it.x.shape[0], dtype=dt, device=dev)
 
         # A step is taken only if the factorization worked and the NEW iterate is finite (a finite
         # but huge direction can still overflow in float32); otherwise regularize more and retry.
-        d = Iterate(*(torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0) for t in (d.z, d.s, d.lam, d.nu)))
         a = alpha.unsqueeze(-1)
-        cand = Iterate(it.z + a * d.z, it.s + a * d.s, it.lam + a * d.lam, it.nu + a * d.nu)
-        finite = f.ok & torch.isfinite(alpha)
-        for t in (cand.z, cand.s, cand.lam, cand.nu):
-            if t.shape[-1]:
-                finite = finite & torch.isfinite(t).all(-1)
+        cand = it.x + a * D
+        finite = f.ok & torch.isfinite(alpha) & torch.isfinite(cand).all(-1)
         take = active & finite
         bad = active & ~finite
-        bad_steps[idx] = torch.where(bad, bad_steps[idx] + 1, torch.where(take, 0, bad_steps[idx]))
-        # Regularization raised after a failure decays again after successful steps, so it
-        # does not distort the Newton direction for the rest of the solve.
-        kkt.rho = torch.where(bad, (kkt.rho * 100).clamp(max=_RHO_MAX), (kkt.rho / 10).clamp(min=base_rho))
-        kkt.delta = torch.where(bad, (kkt.delta * 100).clamp(max=_RHO_MAX), (kkt.delta / 10).clamp(min=base_delta))
-        shift_down = torch.where(kkt.shift > 10 * finfo.eps, kkt.shift / 10, torch.zeros_like(kkt.shift))
-        kkt.shift = torch.where(bad, (kkt.shift * 100).clamp(min=10 * finfo.eps, max=_RHO_MAX), shift_down)
+        bad_steps = torch.where(bad, bad_steps + 1, torch.where(take, 0, bad_steps))
         keep = take.unsqueeze(-1)
-        last_dz = torch.where(keep, a * d.z, 0)
-        it = Iterate(*(torch.where(keep, new, old) for new, old in zip(
-            (cand.z, cand.s, cand.lam, cand.nu), (it.z, it.s, it.lam, it.nu), strict=True)))
+        if check_unbounded:
+            last_dz = torch.where(keep, a * D[:, :n], 0)
+        it = Iterate(torch.where(keep, cand, it.x), n, m)
         if m:
-            tiny = finfo.tiny
-            it.s.clamp_(min=tiny)
-            it.lam.clamp_(min=tiny)
-        iters[idx] = iters[idx] + take.to(torch.int32)
+            it.s_lam.clamp_(min=finfo.tiny)
+        iters_ws = iters_ws + take.to(torch.int32)
         n_iter_loop += 1
 
+    flush()
+    best = Iterate(best_full, n, m)
     out = best
     # Unscale: z = D z_hat, s = s_hat / E, lam = E lam_hat / c, nu = F nu_hat / c.
     c = P_full.c.unsqueeze(-1)
