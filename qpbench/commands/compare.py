@@ -50,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         action="append",
         default=None,
-        help="speed reference: 'calibration' (the run's batched-Cholesky kernel), a solver name "
-        "measured in the same run, or 'auto' (the calibration kernel and every solver not judged) "
-        "(repeatable; default: auto)",
+        help="speed reference: 'calibration' (the run's calibration kernel, imitated interior-point "
+        "iterations), a solver name measured in the same run, or 'auto' (the calibration kernel and every "
+        "solver not judged) (repeatable; default: auto)",
     )
     parser.add_argument(
         "--speed-threshold",

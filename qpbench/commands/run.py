@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 NAME = "run"
 HELP = "run a benchmark suite (default: the 'default' suite) and write results + report"
@@ -99,23 +98,22 @@ def main(args: argparse.Namespace) -> int:
     )
     for message in summary.case_errors:
         print(f"case not run: {message}")
-    print_summary(out, suite)
+    print_summary(out, summary.time_limits)
     if args.no_report:
         return 0
     return write_report(out)
 
 
-def print_summary(out: Path, suite: Any) -> None:
+def print_summary(out: Path, limits: dict[str, float]) -> None:
+    """Per solver and tolerance; ``limits`` maps each case_id to its time limit (the run's cases)."""
     from qpbench import metrics
     from qpbench.results import load_table
-    from qpbench.runner import expand
 
     try:
         table = load_table(out)
     except FileNotFoundError:
         print("no results to summarize")
         return
-    limits = {case.case_id: case.time_limit for case in expand(suite)}
     fallback = max(limits.values()) if limits else 10.0
     table["time_limit"] = table["case_id"].map(limits).fillna(fallback).astype(float)
     summary = metrics.summary_table(table)

@@ -54,7 +54,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         out[col] = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
     out["suite"] = out["suite"].replace("", "(unnamed)")
     out["problems_ok"] = metrics.problem_successes(out)
-    out["row_ok"] = metrics.row_succeeded(out) & (out["outcome"] == ROW_OK)
+    out["row_ok"] = metrics.row_succeeded(out) & (out["outcome"] == ROW_OK)  # so row_ok implies attempted
     return out.reset_index(drop=True)
 
 
@@ -80,7 +80,7 @@ def success_table(rows: pd.DataFrame, solvers: list[str]) -> list[dict[str, Any]
             {
                 "solver": solver,
                 "cases_attempted": int(rates.loc[solver, "cases"]) if found else 0,
-                "cases_succeeded": int((mine["row_ok"] & mine["outcome"].isin(ATTEMPTED)).sum()),
+                "cases_succeeded": int(mine["row_ok"].sum()),
                 "cases_not_run": int(mine["outcome"].isin(NOT_RUN).sum()),
                 "problems": int(rates.loc[solver, "problems"]) if found else 0,
                 "problems_succeeded": int(rates.loc[solver, "successes"]) if found else 0,
@@ -136,7 +136,7 @@ def penalized_geomeans(rows: pd.DataFrame, time_limit: float | None) -> tuple[pd
     """
     penalty = penalty_time(rows, time_limit)
     shift = metrics.default_shift(rows)
-    if not (rows["row_ok"] & rows["outcome"].isin(ATTEMPTED)).any():
+    if not rows["row_ok"].any():
         return pd.DataFrame(columns=["solver", "cases", "geomean", "relative", "min", "median", "max"]), shift, penalty
     table = metrics.runtime_summary(rows, time_limit=penalty, shift=shift)
     return table[["solver", "cases", "geomean", "relative", "min", "median", "max"]], shift, penalty

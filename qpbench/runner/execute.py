@@ -61,6 +61,7 @@ class RunSummary:
     skipped: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     case_errors: list[str] = field(default_factory=list)
+    time_limits: dict[str, float] = field(default_factory=dict)  # case_id -> the case's time limit
 
 
 def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | None = None) -> RunSummary:
@@ -71,12 +72,13 @@ def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | No
     if options.fresh and (out / RESULTS_FILE).exists():
         (out / RESULTS_FILE).unlink()
     cases = expand(suite)
-    solver_names = {_selection(c): select_solvers(c.solvers, c.exclude_solvers) for c in cases}
+    # select once per distinct selection, not per case ('all-available' checks every adapter)
+    solver_names = {sel: select_solvers(*sel) for sel in dict.fromkeys(_selection(c) for c in cases)}
     check_solver_names(sorted({name for names in solver_names.values() for name in names}))
 
     threads = suite.threads if options.threads is None else options.threads
     run_id = new_run_id()
-    summary = RunSummary(run_id=run_id, out_dir=out)
+    summary = RunSummary(run_id=run_id, out_dir=out, time_limits={c.case_id: c.time_limit for c in cases})
     done = finished_keys(out, KEY_COLUMNS)
     worker = make_worker(options.in_process, threads or None, options.grace)
     with pinned_threads(threads or None) as used_threads:

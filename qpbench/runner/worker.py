@@ -140,6 +140,7 @@ class SubprocessWorker:
         self._ctx = _context()
         self._proc: Any = None
         self._conn: Connection | None = None
+        self._packed: tuple[QPBatch, dict[str, Any]] | None = None  # the last batch sent, packed once per case
         self.restarts = 0
 
     def _start(self) -> None:
@@ -177,9 +178,11 @@ class SubprocessWorker:
             self._kill()
             self._start()
         assert self._conn is not None
+        if self._packed is None or self._packed[0] is not batch:  # every solver of a case gets the same batch
+            self._packed = (batch, pack_batch(batch))
         job = {
             "spec": spec,
-            "batch": pack_batch(batch),
+            "batch": self._packed[1],
             "tolerance": tolerance,
             "time_limit": time_limit,
             "warmups": warmups,
@@ -225,6 +228,7 @@ class SubprocessWorker:
             except (BrokenPipeError, OSError):
                 pass
         self._kill()
+        self._packed = None
 
 
 class _StepTimeoutError(Exception):
