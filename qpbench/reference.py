@@ -9,10 +9,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from qpbench.adapters._common import ProblemArrays, split_problems
+from qpbench.adapters.clarabel import STATUS as CLARABEL_STATUS
+from qpbench.adapters.clarabel import clarabel_solver
 from qpbench.problem import QPBatch
 from qpbench.status import Status
 
@@ -43,20 +45,10 @@ class ReferenceSolution:
         return torch.tensor([int(s) for s in self.status], dtype=torch.long)
 
 
-# Clarabel statuses by their name (the last part of str(status)). "Almost" statuses met only
-# Clarabel's reduced tolerances; raw_status keeps them visible.
-_STATUS_BY_NAME = {
-    "Solved": Status.SOLVED,
-    "AlmostSolved": Status.SOLVED,
-    "PrimalInfeasible": Status.PRIMAL_INFEASIBLE,
-    "AlmostPrimalInfeasible": Status.PRIMAL_INFEASIBLE,
-    "DualInfeasible": Status.DUAL_INFEASIBLE,
-    "AlmostDualInfeasible": Status.DUAL_INFEASIBLE,
-    "MaxIterations": Status.MAX_ITER,
-    "MaxTime": Status.TIME_LIMIT,
-    "NumericalError": Status.NUMERICAL_ERROR,
-    "InsufficientProgress": Status.NUMERICAL_ERROR,
-}
+# Clarabel statuses by their name (the last part of str(status)): the adapter's table, except that
+# "AlmostSolved" (met only Clarabel's reduced tolerances) counts as solved here; raw_status keeps
+# the "Almost" statuses visible.
+_STATUS_BY_NAME = {**CLARABEL_STATUS, "AlmostSolved": Status.SOLVED}
 
 
 def clarabel_settings(tolerance: float, max_iter: int):  # -> clarabel.DefaultSettings
@@ -86,22 +78,8 @@ _DEFINITE = {"Solved", "PrimalInfeasible", "DualInfeasible"}
 def _clarabel_attempt(
     Q: np.ndarray, p: np.ndarray, G: np.ndarray, h: np.ndarray, A: np.ndarray, b: np.ndarray, settings
 ):  # -> clarabel.DefaultSolution
-    """One Clarabel solve with rows [A; G] and cones [zero(k), nonnegative(m)].
-
-    Clarabel solves min 1/2 x'Px + q'x s.t. Mx + s = c, s in K, with dual y in K* and
-    P x + q + M'y = 0, which is QPBatch's convention with y = [nu; lam].
-    """
-    import clarabel
-
-    k, m = A.shape[0], G.shape[0]
-    P = sp.triu(sp.csc_matrix(Q), format="csc")
-    M = sp.csc_matrix(np.vstack([A, G]))
-    cones = []
-    if k:
-        cones.append(clarabel.ZeroConeT(k))
-    if m:
-        cones.append(clarabel.NonnegativeConeT(m))
-    return clarabel.DefaultSolver(P, p, M, np.concatenate([b, h]), cones, settings).solve()
+    """One Clarabel solve (see :func:`qpbench.adapters.clarabel.clarabel_solver` for the layout)."""
+    return clarabel_solver(ProblemArrays(Q, p, G, h, A, b), settings).solve()
 
 
 def kkt_residual(Q, p, G, h, A, b, z, lam, nu) -> float:
@@ -205,10 +183,6 @@ def reference_solve(
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
     settings = clarabel_settings(tolerance, max_iter)
-    data = {
-        name: batch.expanded(name).detach().to("cpu", torch.float64).numpy()
-        for name in ("Q", "p", "G", "h", "A", "b")
-    }
     B, n, m, k = batch.batch_size, batch.n, batch.m, batch.k
     nan = math.nan
     objective = torch.full((B,), nan, dtype=torch.float64)
@@ -219,10 +193,9 @@ def reference_solve(
     raw: list[str] = []
     iterations: list[int] = []
     times: list[float] = []
-    for i in range(B):
-        args = [np.ascontiguousarray(data[name][i]) for name in ("Q", "p", "G", "h", "A", "b")]
+    for i, d in enumerate(split_problems(batch)):
         try:
-            status, name, zi, lami, nui, its, secs = solve_one(*args, settings, polish)
+            status, name, zi, lami, nui, its, secs = solve_one(d.Q, d.p, d.G, d.h, d.A, d.b, settings, polish)
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as error:  # Clarabel's Rust panics derive from BaseException
@@ -236,8 +209,7 @@ def reference_solve(
             z[i] = torch.from_numpy(zi)
             lam[i] = torch.from_numpy(lami)
             nu[i] = torch.from_numpy(nui)
-            Q, p = args[0], args[1]
-            objective[i] = float(0.5 * zi @ Q @ zi + p @ zi)
+            objective[i] = float(0.5 * zi @ d.Q @ zi + d.p @ zi)
         elif status is Status.PRIMAL_INFEASIBLE:
             objective[i] = math.inf
         elif status is Status.DUAL_INFEASIBLE:

@@ -124,7 +124,7 @@ class LoopedPrepared:
     n: int
     m: int
     k: int
-    time_limit: float = float("inf")
+    time_limit: float = UNLIMITED
 
 
 class LoopedAdapter(Adapter):
@@ -138,7 +138,7 @@ class LoopedAdapter(Adapter):
 
     capabilities = Capabilities(batched=False, differentiable=False)
 
-    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = float("inf")) -> Any:
+    def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = UNLIMITED) -> Any:
         check_supported(self, batch)
         options = self.options(Tolerance.parse(tolerance), time_limit)
         items: list[Any] = []
@@ -177,6 +177,8 @@ class LoopedAdapter(Adapter):
         """Solve one prepared problem."""
 
 
-def finite_or_none(value: float) -> float | None:
-    """A time limit as the solver wants it: None when unlimited."""
-    return None if value is None or not np.isfinite(value) else float(value)
+def time_limit_option(key: str, time_limit: float | None) -> dict[str, float]:
+    """A solver's own time-limit option: ``{key: seconds}``, or nothing when unlimited (inf or None)."""
+    if time_limit is None or not np.isfinite(time_limit):
+        return {}
+    return {key: float(time_limit)}

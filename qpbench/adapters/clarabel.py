@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, conic_rows, finite_or_none
+from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, conic_rows, time_limit_option
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.status import Status
 
-_STATUS = {
+# Clarabel statuses by name (str(status)); qpbench.reference maps "AlmostSolved" differently.
+STATUS = {
     "Solved": Status.SOLVED,
     "AlmostSolved": Status.MAX_ITER,  # met only the reduced tolerances
     "PrimalInfeasible": Status.PRIMAL_INFEASIBLE,
@@ -43,34 +44,43 @@ class ClarabelAdapter(LoopedAdapter):
             "max_iter": 200,
             "verbose": False,
         }
-        if finite_or_none(time_limit) is not None:
-            opts["time_limit"] = float(time_limit)
+        opts.update(time_limit_option("time_limit", time_limit))
         return opts
 
     def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:
         import clarabel
-        import scipy.sparse as sp
 
-        M, rhs = conic_rows(data)  # equalities first (zero cone), then G z + s = h with s >= 0
-        cones = []
-        if data.k:
-            cones.append(clarabel.ZeroConeT(data.k))
-        if data.m:
-            cones.append(clarabel.NonnegativeConeT(data.m))
         settings = clarabel.DefaultSettings()
         for key, value in options.items():
             setattr(settings, key, value)
-        P = sp.triu(sp.csc_matrix(data.Q), format="csc")
-        solver = clarabel.DefaultSolver(P, data.p, sp.csc_matrix(M), rhs, cones, settings)
-        return solver, data.k
+        return clarabel_solver(data, settings), data.k
 
     def solve_one(self, item: Any, options: dict[str, Any]) -> OneResult:
         solver, k = item
         sol = solver.solve()
-        status = _STATUS.get(str(sol.status), Status.UNKNOWN)
+        status = STATUS.get(str(sol.status), Status.UNKNOWN)
         # Clarabel's dual z satisfies Pz + q + M'z = 0 with z >= 0 on the nonnegative cone,
         # which is exactly QPBatch's (nu, lam) ordering after the split.
         y = np.asarray(sol.z, dtype=np.float64)
         return OneResult(
             status, z=np.asarray(sol.x, dtype=np.float64), lam=y[k:], nu=y[:k], iterations=int(sol.iterations)
         )
+
+
+def clarabel_solver(data: ProblemArrays, settings: Any) -> Any:  # -> clarabel.DefaultSolver
+    """A Clarabel solver for one problem: rows [A; G] with cones [zero(k), nonnegative(m)].
+
+    Clarabel solves min 1/2 x'Px + q'x s.t. Mx + s = c, s in K, with dual y in K* and
+    P x + q + M'y = 0, which is QPBatch's convention with y = [nu; lam].
+    """
+    import clarabel
+    import scipy.sparse as sp
+
+    M, rhs = conic_rows(data)  # equalities first (zero cone), then G z + s = h with s >= 0
+    cones = []
+    if data.k:
+        cones.append(clarabel.ZeroConeT(data.k))
+    if data.m:
+        cones.append(clarabel.NonnegativeConeT(data.m))
+    P = sp.triu(sp.csc_matrix(data.Q), format="csc")
+    return clarabel.DefaultSolver(P, data.p, sp.csc_matrix(M), rhs, cones, settings)

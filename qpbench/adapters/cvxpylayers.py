@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qpbench.adapters._common import UNLIMITED, check_supported
+from qpbench.adapters._common import UNLIMITED, check_supported, time_limit_option
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
 from qpbench.status import Status
@@ -50,8 +50,7 @@ class CvxpyLayersAdapter(Adapter):
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # solver_args go to diffcp, which hands them to SCS; SCS's time limit is per problem.
         opts: dict[str, Any] = {"eps_abs": tolerance.eps, "eps_rel": 0.0, "max_iters": 200_000}
-        if np.isfinite(time_limit):
-            opts["time_limit_secs"] = float(time_limit)
+        opts.update(time_limit_option("time_limit_secs", time_limit))
         return opts
 
     @staticmethod
@@ -108,6 +107,6 @@ class CvxpyLayersAdapter(Adapter):
     def differentiable_solve(self, batch: QPBatch, tolerance: Tolerance | str) -> Tensor:
         check_supported(self, batch)
         layer = self.build_layer(batch.n, batch.m, batch.k)
-        opts = self.options(Tolerance.parse(tolerance), float("inf"))
+        opts = self.options(Tolerance.parse(tolerance), UNLIMITED)
         (z,) = layer(*self.layer_inputs(batch), solver_args=opts)
         return z.reshape(batch.batch_size, -1)

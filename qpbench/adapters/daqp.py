@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import INFINITY, LoopedAdapter, OneResult, ProblemArrays, conic_rows, finite_or_none
+from qpbench.adapters._common import INFINITY, LoopedAdapter, OneResult, ProblemArrays, conic_rows, time_limit_option
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.status import Status
 
@@ -36,8 +36,7 @@ class DAQPAdapter(LoopedAdapter):
         # DAQP's primal_tol bounds constraint violation; its dual_tol (default 1e-12) is already
         # stricter than every level, and an active-set method is exact on the dual otherwise.
         opts: dict[str, Any] = {"primal_tol": tolerance.eps, "iter_limit": 10_000}
-        if finite_or_none(time_limit) is not None:
-            opts["time_limit"] = float(time_limit)
+        opts.update(time_limit_option("time_limit", time_limit))
         return opts
 
     def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, finite_or_none
+from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, time_limit_option
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.problem import QPBatch
 from qpbench.status import Status
@@ -60,8 +60,7 @@ class GurobiAdapter(LoopedAdapter):
             "BarQCPConvTol": tol,
             "DualReductions": 0,  # tell infeasible from unbounded
         }
-        if finite_or_none(time_limit) is not None:
-            opts["TimeLimit"] = float(time_limit)
+        opts.update(time_limit_option("TimeLimit", time_limit))
         return opts
 
     @staticmethod

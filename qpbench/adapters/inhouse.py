@@ -95,5 +95,5 @@ class InHouseAdapter(Adapter):
         from qpbench.solver import SolverSettings
 
         check_supported(self, batch)
-        settings = SolverSettings(**self.options(Tolerance.parse(tolerance), float("inf")))
+        settings = SolverSettings(**self.options(Tolerance.parse(tolerance), UNLIMITED))
         return QPFunction.apply(batch.Q, batch.p, batch.G, batch.h, batch.A, batch.b, settings)

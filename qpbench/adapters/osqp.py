@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, finite_or_none
+from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, time_limit_option
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.status import Status
 
@@ -47,8 +47,7 @@ class OSQPAdapter(LoopedAdapter):
             "warm_starting": False,
             "verbose": False,
         }
-        if finite_or_none(time_limit) is not None:
-            opts["time_limit"] = float(time_limit)
+        opts.update(time_limit_option("time_limit", time_limit))
         return opts
 
     def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from qpbench.adapters._common import INFINITY, UNLIMITED, check_supported, derived_status
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
-from qpbench.problem import QPBatch
+from qpbench.problem import NAMES, QPBatch
 
 
 @dataclass
@@ -52,7 +52,7 @@ class ProxQPLayerAdapter(Adapter):
     def _call(self, batch: QPBatch, options: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
         from proxsuite.torch.qplayer import QPFunction
 
-        Q, p, G, h, A, b = (batch.expanded(name) for name in ("Q", "p", "G", "h", "A", "b"))
+        Q, p, G, h, A, b = (batch.expanded(name) for name in NAMES)
         lower = torch.full_like(h, -INFINITY)
         return QPFunction(eps=options["eps"], maxIter=options["maxIter"])(Q, p, A, b, G, lower, h)
 
@@ -71,5 +71,5 @@ class ProxQPLayerAdapter(Adapter):
 
     def differentiable_solve(self, batch: QPBatch, tolerance: Tolerance | str) -> Tensor:
         check_supported(self, batch)
-        z, _, _ = self._call(batch, self.options(Tolerance.parse(tolerance), float("inf")))
+        z, _, _ = self._call(batch, self.options(Tolerance.parse(tolerance), UNLIMITED))
         return z

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from qpbench.adapters._common import UNLIMITED, check_supported, derived_status
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
-from qpbench.problem import QPBatch
+from qpbench.problem import NAMES, QPBatch
 
 
 @dataclass
@@ -62,7 +62,7 @@ class QpthAdapter(Adapter):
         from qpth.solvers.pdipm import batch as pdipm_b
 
         bt, opts = prepared.batch, prepared.options
-        Q, p, G, h, A, b = (bt.expanded(name) for name in ("Q", "p", "G", "h", "A", "b"))
+        Q, p, G, h, A, b = (bt.expanded(name) for name in NAMES)
         with torch.no_grad():
             Q_LU, S_LU, R = pdipm_b.pre_factor_kkt(Q, G, A)
             x, y, lam, s = pdipm_b.forward(
@@ -81,7 +81,7 @@ class QpthAdapter(Adapter):
         from qpth.qp import QPFunction, QPSolvers
 
         check_supported(self, batch)
-        opts = self.options(Tolerance.parse(tolerance), float("inf"))
+        opts = self.options(Tolerance.parse(tolerance), UNLIMITED)
         fn = QPFunction(
             eps=opts["eps"], verbose=-1, notImprovedLim=opts["notImprovedLim"], maxIter=opts["maxIter"],
             solver=QPSolvers.PDIPM_BATCHED,

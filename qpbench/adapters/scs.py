@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, conic_rows, finite_or_none
+from qpbench.adapters._common import LoopedAdapter, OneResult, ProblemArrays, conic_rows, time_limit_option
 from qpbench.adapters.base import Capabilities, Tolerance
 from qpbench.status import Status
 
@@ -37,8 +37,7 @@ class SCSAdapter(LoopedAdapter):
             "max_iters": 200_000,
             "verbose": False,
         }
-        if finite_or_none(time_limit) is not None:
-            opts["time_limit_secs"] = float(time_limit)
+        opts.update(time_limit_option("time_limit_secs", time_limit))
         return opts
 
     def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:
