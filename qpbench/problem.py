@@ -281,10 +281,13 @@ def as_batch(
     A: Tensor | None = None,
     b: Tensor | None = None,
     check: str = "full",
+    *,
+    name: str = "",
+    meta: Mapping[str, Any] | None = None,
 ) -> QPBatch:
     """Build a :class:`QPBatch` from qpth-style arguments (empty tensors mean 'no rows')."""
     def none_if_empty(t: Tensor | None) -> Tensor | None:
         return None if t is None or t.numel() == 0 else t
 
     G, h, A, b = (none_if_empty(t) for t in (G, h, A, b))
-    return QPBatch(Q=Q, p=p, G=G, h=h, A=A, b=b, check=check)
+    return QPBatch(Q=Q, p=p, G=G, h=h, A=A, b=b, name=name, meta={} if meta is None else meta, check=check)

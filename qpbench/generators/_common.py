@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from qpbench.problem import QPBatch
+from qpbench.problem import QPBatch, as_batch
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -38,6 +38,10 @@ def eye(n: int) -> Tensor:
 
 def zeros(*shape: int) -> Tensor:
     return torch.zeros(*shape, dtype=F64, device=CPU)
+
+
+def ones(*shape: int) -> Tensor:
+    return torch.ones(*shape, dtype=F64, device=CPU)
 
 
 def mv(M: Tensor, v: Tensor) -> Tensor:
@@ -99,14 +103,7 @@ def finish(
     m = 0 if G is None else G.shape[-2]
     k = 0 if A is None else A.shape[-2]
 
-    tensors = {
-        name: (None if t is None else t.to(device=device, dtype=dtype))
-        for name, t in (("Q", Q), ("p", p), ("G", G), ("h", h), ("A", A), ("b", b))
-    }
-    if m == 0:
-        tensors["G"] = tensors["h"] = None
-    if k == 0:
-        tensors["A"] = tensors["b"] = None
+    moved = [None if t is None else t.to(device=device, dtype=dtype) for t in (Q, p, G, h, A, b)]
     meta = {
         "family": family,
         "seed": seed,
@@ -117,4 +114,4 @@ def finish(
         "k": k,
         **extra_meta,
     }
-    return QPBatch(**tensors, name=family, meta=meta, check="basic")
+    return as_batch(*moved, check="basic", name=family, meta=meta)  # an empty block (m or k = 0) means no rows

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qpbench.generators._common import cpu_generator, eye, finish, mv, rand, randn, zeros
+from qpbench.generators._common import cpu_generator, eye, finish, mv, ones, rand, randn, zeros
 from qpbench.generators._registry import register
 from qpbench.problem import QPBatch
 
@@ -54,17 +54,17 @@ def portfolio(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, dev
     F = sparse_randn(gen, 0.5, B, assets, factors)
     D = rand(gen, B, assets) * factors**0.5
     mu = randn(gen, B, assets)
-    Q = torch.diag_embed(torch.cat([2 * D, 2 * torch.ones(B, factors, dtype=torch.float64)], dim=-1))
+    Q = torch.diag_embed(torch.cat([2 * D, 2 * ones(B, factors)], dim=-1))
     p = torch.cat([-mu, zeros(B, factors)], dim=-1)
     A = blocks(
         [
-            [torch.ones(B, 1, assets, dtype=torch.float64), zeros(B, 1, factors)],
+            [ones(B, 1, assets), zeros(B, 1, factors)],
             [F.transpose(1, 2), -eye(factors).expand(B, factors, factors)],
         ]
     )
-    b = torch.cat([torch.ones(B, 1, dtype=torch.float64), zeros(B, factors)], dim=-1)
+    b = torch.cat([ones(B, 1), zeros(B, factors)], dim=-1)
     G = torch.cat([eye(n)[:assets], -eye(n)[:assets]])
-    h = torch.cat([torch.ones(assets, dtype=torch.float64), zeros(assets)])
+    h = torch.cat([ones(assets), zeros(assets)])
     return finish("portfolio", seed, "solved", dtype, device, Q, p, G, h, A, b, assets=assets, factors=factors)
 
 
@@ -95,27 +95,13 @@ def lasso(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device:
     x_true = (rand(gen, B, features) > 0.5) * randn(gen, B, features) / features**0.5
     bd = mv(Ad, x_true) + randn(gen, B, data)
     lam = mv(Ad.transpose(1, 2), bd).abs().amax(-1, keepdim=True) / 5
-    Q = torch.diag_embed(torch.cat([zeros(B, features), 2 + zeros(B, data), zeros(B, features)], dim=-1))
+    Q = torch.diag_embed(torch.cat([zeros(B, features), 2 * ones(B, data), zeros(B, features)], dim=-1))
     p = torch.cat([zeros(B, features + data), lam.expand(B, features)], dim=-1)
     A = torch.cat([Ad, -eye(data).expand(B, data, data), zeros(B, data, features)], dim=-1)
     I_f = eye(features)
     G = blocks([[I_f, zeros(features, data), -I_f], [-I_f, zeros(features, data), -I_f]])
     h = zeros(2 * features)
-    return finish(
-        "lasso",
-        seed,
-        "solved",
-        dtype,
-        device,
-        Q,
-        p,
-        G,
-        h,
-        A,
-        bd,
-        features=features,
-        data=data,
-    )
+    return finish("lasso", seed, "solved", dtype, device, Q, p, G, h, A, bd, features=features, data=data)
 
 
 def huber_sizes(n: int) -> tuple[int, int]:
@@ -146,8 +132,8 @@ def huber(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device:
     inlier = rand(gen, B, data) < 0.95
     noise = torch.where(inlier, 0.5 * randn(gen, B, data), 10.0 * rand(gen, B, data))
     bd = mv(Ad, x_true) + noise
-    Q = torch.diag_embed(torch.cat([zeros(B, features), 1 + zeros(B, data), zeros(B, 2 * data)], dim=-1))
-    p = torch.cat([zeros(B, features + data), torch.ones(B, 2 * data, dtype=torch.float64)], dim=-1)
+    Q = torch.diag_embed(torch.cat([zeros(B, features), ones(B, data), zeros(B, 2 * data)], dim=-1))
+    p = torch.cat([zeros(B, features + data), ones(B, 2 * data)], dim=-1)
     I_d = eye(data).expand(B, data, data)
     A = torch.cat([Ad, -I_d, -I_d, I_d], dim=-1)
     G = torch.cat([zeros(2 * data, features + data), -eye(2 * data)], dim=-1)
@@ -178,13 +164,13 @@ def svm(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: t
     features, data = svm_sizes(n)
     gen = cpu_generator(seed)
     positives = (data + 1) // 2
-    labels = torch.cat([torch.ones(positives), -torch.ones(data - positives)]).double()
+    labels = torch.cat([ones(positives), -ones(data - positives)])
     values = randn(gen, B, data, features)
     mask = (rand(gen, B, data, features) < 0.15).double()
     Ad = values * mask / features**0.5 + labels.view(1, data, 1) * mask / features
-    Q = torch.diag_embed(torch.cat([torch.ones(B, features), zeros(B, data)], dim=-1).double())
-    p = torch.cat([zeros(B, features), 0.5 * torch.ones(B, data, dtype=torch.float64)], dim=-1)
+    Q = torch.diag_embed(torch.cat([ones(B, features), zeros(B, data)], dim=-1))
+    p = torch.cat([zeros(B, features), 0.5 * ones(B, data)], dim=-1)
     I_d = eye(data).expand(B, data, data)
     G = blocks([[labels.view(1, data, 1) * Ad, -I_d], [zeros(B, data, features), -I_d]])
-    h = torch.cat([-torch.ones(data, dtype=torch.float64), zeros(data)])
+    h = torch.cat([-ones(data), zeros(data)])
     return finish("svm", seed, "solved", dtype, device, Q, p, G, h, features=features, data=data)

@@ -3,11 +3,12 @@ class (osqp/osqp_benchmarks ``problem_classes/control.py``), with n the total va
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 
 import torch
 
-from qpbench.generators._common import cpu_generator, eye, finish, rand, randn
+from qpbench.generators._common import cpu_generator, eye, finish, ones, rand, randn, zeros
 from qpbench.generators._registry import register
 from qpbench.problem import QPBatch
 
@@ -22,25 +23,22 @@ def mpc_sizes(n: int) -> tuple[int, int, int]:
     reachable: among horizons 5..15 (or, when none fits, any horizon) and all nx, pick the
     split whose nu/nx is closest to 1/2, with a small penalty for moving T away from 10.
     """
-    best: tuple[float, int, int, int] | None = None
-    horizons = [T for T in range(5, 16) if _fits(n, T)] or range(1, n)
+    for horizons in (range(5, 16), range(1, n)):
+        # min keeps the first of equal scores: the smallest T, then the smallest nx.
+        best = min(_splits(n, horizons), key=lambda split: split[0], default=None)
+        if best is not None:
+            return best[1], best[2], best[3]
+    raise ValueError(f"n = {n} is too small for the control family (needs n >= 3)")
+
+
+def _splits(n: int, horizons: range) -> Iterator[tuple[float, int, int, int]]:
+    """(score, nx, nu, T) for every nx, nu >= 1 with (T + 1) nx + T nu == n, T in horizons."""
     for T in horizons:
         for nx in range(1, n // (T + 1) + 1):
             rest = n - (T + 1) * nx
-            if rest < T or rest % T:
-                continue
-            nu = rest // T
-            score = abs(nu / nx - 0.5) + 0.05 * abs(T - PREFERRED_HORIZON)
-            if best is None or score < best[0]:
-                best = (score, nx, nu, T)
-    if best is None:
-        raise ValueError(f"n = {n} is too small for the control family (needs n >= 3)")
-    return best[1], best[2], best[3]
-
-
-def _fits(n: int, T: int) -> bool:
-    """Whether some nx, nu >= 1 give (T + 1) nx + T nu == n."""
-    return any((n - (T + 1) * nx) % T == 0 for nx in range(1, (n - T) // (T + 1) + 1))
+            if rest >= T and rest % T == 0:
+                nu = rest // T
+                yield abs(nu / nx - 0.5) + 0.05 * abs(T - PREFERRED_HORIZON), nx, nu, T
 
 
 def control_rows(n: int) -> tuple[int, int]:
@@ -82,20 +80,20 @@ def control(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, devic
     x_init = rand(gen, B, nx) - 0.5
 
     diag = torch.cat(
-        [state_cost.repeat(1, T), state_cost + 1.0, 0.1 * torch.ones(B, T * nu, dtype=torch.float64)], dim=-1
+        [state_cost.repeat(1, T), state_cost + 1.0, 0.1 * ones(B, T * nu)], dim=-1
     )
     Q = torch.diag_embed(2 * diag)
-    p = torch.zeros(B, n, dtype=torch.float64)
+    p = zeros(B, n)
 
     # Row block t of the dynamics: x_{t+1} - A x_t - B u_t = 0; block 0 pins x_0.
     n_states = (T + 1) * nx
-    A = torch.zeros(B, n_states, n, dtype=torch.float64)
+    A = zeros(B, n_states, n)
     A[:, :, :n_states] = eye(n_states)
     for t in range(T):
         rows = slice((t + 1) * nx, (t + 2) * nx)
         A[:, rows, t * nx : (t + 1) * nx] = -dyn
         A[:, rows, n_states + t * nu : n_states + (t + 1) * nu] = -inputs
-    b = torch.cat([x_init, torch.zeros(B, T * nx, dtype=torch.float64)], dim=-1)
+    b = torch.cat([x_init, zeros(B, T * nx)], dim=-1)
 
     G = torch.cat([eye(n), -eye(n)])
     upper = torch.cat([x_max.repeat(1, T + 1), u_max.repeat(1, T)], dim=-1)

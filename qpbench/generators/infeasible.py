@@ -9,6 +9,7 @@ from qpbench.generators._common import (
     cpu_generator,
     finish,
     mv,
+    ones,
     rand,
     randn,
     require_at_most,
@@ -77,7 +78,7 @@ def dual_infeasible(
     require_at_most("k", k, n - 1, "A d = 0 leaves at most n - 1 independent rows")
     gen = cpu_generator(seed)
     j = torch.randint(0, n, (B,), generator=gen)
-    keep = torch.ones(B, n, dtype=torch.float64)
+    keep = ones(B, n)
     keep[torch.arange(B), j] = 0.0
     Q = well_conditioned_psd(gen, B, n) * keep.unsqueeze(-1) * keep.unsqueeze(-2)
     p = torch.where(keep == 0, -1.0, randn(gen, B, n))

@@ -49,6 +49,26 @@ def optnet_random(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype,
     return finish("optnet_random", seed, "solved", dtype, device, Q, p, G, h)
 
 
+def _gaussian_qp(
+    family: str, B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str
+) -> QPBatch:
+    """The body of ``inequality_only`` (k = 0), ``random_eq`` and ``equality_only`` (m = 0).
+
+    Draws Q, p, G, A, z0, s0 in this order; an empty block (m or k = 0) draws nothing from the
+    generator, so each family's stream is the one it would draw without that block.
+    """
+    require_at_most("k", k, n, "A must have full row rank")
+    gen = cpu_generator(seed)
+    Q = well_conditioned_psd(gen, B, n)
+    p = randn(gen, B, n)
+    G = randn(gen, B, m, n)
+    A = randn(gen, B, k, n)
+    z0 = randn(gen, B, n)
+    h = strictly_feasible_rhs(gen, G, z0)
+    b = mv(A, z0)
+    return finish(family, seed, "solved", dtype, device, Q, p, G, h, A, b)
+
+
 @register(
     "inequality_only",
     description="Well-conditioned PD Q, Gaussian G with twice as many rows as variables by default, "
@@ -61,13 +81,7 @@ def inequality_only(
 ) -> QPBatch:
     """Q = M M^T/n + 0.1 I, p, G, z0 ~ N(0,1), h = G z0 + s0 with s0 ~ U[0,1) + 0.1.
     Feasible: z0 is strictly feasible. Bounded: Q is PD. With m > n many rows are active."""
-    gen = cpu_generator(seed)
-    Q = well_conditioned_psd(gen, B, n)
-    p = randn(gen, B, n)
-    G = randn(gen, B, m, n)
-    z0 = randn(gen, B, n)
-    h = strictly_feasible_rhs(gen, G, z0)
-    return finish("inequality_only", seed, "solved", dtype, device, Q, p, G, h)
+    return _gaussian_qp("inequality_only", B, n, m, 0, seed, dtype, device)
 
 
 @register(
@@ -79,16 +93,7 @@ def inequality_only(
 def random_eq(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """As ``inequality_only`` plus A ~ N(0,1)^{k x n} (full row rank almost surely, k <= n) and
     b = A z0. Feasible: z0 satisfies both blocks, the inequalities strictly. Bounded: Q is PD."""
-    require_at_most("k", k, n, "A must have full row rank")
-    gen = cpu_generator(seed)
-    Q = well_conditioned_psd(gen, B, n)
-    p = randn(gen, B, n)
-    G = randn(gen, B, m, n)
-    A = randn(gen, B, k, n)
-    z0 = randn(gen, B, n)
-    h = strictly_feasible_rhs(gen, G, z0)
-    b = mv(A, z0)
-    return finish("random_eq", seed, "solved", dtype, device, Q, p, G, h, A, b)
+    return _gaussian_qp("random_eq", B, n, m, k, seed, dtype, device)
 
 
 @register(
@@ -101,13 +106,7 @@ def random_eq(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, dev
 def equality_only(B: int, n: int, m: int, k: int, seed: int, dtype: torch.dtype, device: torch.device | str) -> QPBatch:
     """Q = M M^T/n + 0.1 I, A ~ N(0,1)^{k x n} with k <= n, b = A z0. Feasible: z0.
     Bounded: Q is PD. No inequalities, so an interior-point method has nothing to centre."""
-    require_at_most("k", k, n, "A must have full row rank")
-    gen = cpu_generator(seed)
-    Q = well_conditioned_psd(gen, B, n)
-    p = randn(gen, B, n)
-    A = randn(gen, B, k, n)
-    b = mv(A, randn(gen, B, n))
-    return finish("equality_only", seed, "solved", dtype, device, Q, p, A=A, b=b)
+    return _gaussian_qp("equality_only", B, n, 0, k, seed, dtype, device)
 
 
 @register(

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from qpbench.problem import QPBatch
+from qpbench.problem import QPBatch, as_batch
 
 ENV_VAR = "QPBENCH_MAROS_MESZAROS_DIR"
 INFINITY = 1e20
@@ -204,10 +205,7 @@ def load(
         key: torch.from_numpy(np.ascontiguousarray(value)).unsqueeze(0).to(device=device, dtype=dtype)
         for key, value in qp.items()
     }
-    for mat, vec in (("G", "h"), ("A", "b")):
-        if tensors[mat].shape[1] == 0:
-            tensors[mat] = tensors[vec] = None
-    return QPBatch(**tensors, name=name, meta=meta, check="basic")
+    return as_batch(**tensors, check="basic", name=name, meta=meta)  # a block with no rows is left out
 
 
 def _pad(batch: QPBatch, n: int, m: int, k: int) -> QPBatch:
@@ -282,5 +280,5 @@ def load_group(
             "padded": pad,
         }
         joined = QPBatch.concat(group, name="+".join(meta["problems"]))
-        batches.append(QPBatch(**joined.tensors(), name=joined.name, meta=meta, check="none"))
+        batches.append(replace(joined, meta=meta))
     return batches
