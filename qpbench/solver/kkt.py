@@ -30,11 +30,13 @@ from qpbench.solver.linalg import cholesky, cholesky_solve
 from qpbench.solver.scaling import ScaledProblem
 
 
-def _bmv(M: Tensor, v: Tensor) -> Tensor:
+def bmv(M: Tensor, v: Tensor) -> Tensor:
+    """Batched matrix x vector: (B, r, c) @ (B, c) -> (B, r)."""
     return torch.matmul(M, v.unsqueeze(-1)).squeeze(-1)
 
 
-def _bmtv(M: Tensor, v: Tensor) -> Tensor:
+def bmtv(M: Tensor, v: Tensor) -> Tensor:
+    """Batched vector x matrix, M' v: (B, r) @ (B, r, c) -> (B, c)."""
     return torch.matmul(v.unsqueeze(-2), M).squeeze(-2)
 
 
@@ -56,6 +58,13 @@ class Factor:
     ok: Tensor  # (B,) every factorization of this problem succeeded
 
 
+def _factor_shifted(Q: Tensor, rho: Tensor) -> tuple[Tensor, Tensor]:
+    """Cholesky factor of Q + diag(rho) (rho per problem) and its ``ok`` flags; Q is not modified."""
+    Qr = Q.clone()
+    Qr.diagonal(dim1=-2, dim2=-1).add_(rho.unsqueeze(-1))
+    return cholesky(Qr, overwrite=True)
+
+
 def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8, rho: Tensor | None = None) -> Tensor:
     """(B,) estimate of cond(Q + rho I) by power iteration on it and inverse iteration with its
     factor L (Q symmetric, L the factor of Q + rho I).
@@ -68,7 +77,7 @@ def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8, rho: Tensor | None 
     u = v.clone()
     big = small = Q.new_ones(Q.shape[0])
     for _ in range(steps):
-        v = _bmtv(Q, v) if rho is None else _bmtv(Q, v) + rho.unsqueeze(-1) * v
+        v = bmtv(Q, v) if rho is None else bmtv(Q, v) + rho.unsqueeze(-1) * v
         big = v.norm(dim=-1)
         v = v / big.clamp_min(1e-300).unsqueeze(-1)
         u = cholesky_solve(L, u)
@@ -80,9 +89,7 @@ def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8, rho: Tensor | None 
 def dual_form_suitable(Q: Tensor, rho: Tensor) -> tuple[Tensor, Tensor]:
     """(B,) bool: Q + rho I is positive definite with a modest condition number; and its Cholesky
     factor, which the dual-form KKT system reuses."""
-    Qr = Q.clone()
-    Qr.diagonal(dim1=-2, dim2=-1).add_(rho.unsqueeze(-1))
-    L, ok = cholesky(Qr, overwrite=True)
+    L, ok = _factor_shifted(Q, rho)
     if not bool(ok.all()):
         L = torch.where(ok.view(-1, 1, 1), L, torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device))
     # The dual form applies Qr^-1 (through Y = Qr^-1 C'): it loses about cond * eps of accuracy.
@@ -121,36 +128,33 @@ class KKTSystem:
             # as row vector x matrix, which is ~2x faster than matrix x column vector on CPU.
             self.C = torch.cat([prob.G, prob.A], dim=1) if self.k else prob.G  # (B, m+k, n)
             self.QCt = torch.cat([prob.Q, self.C.mT], dim=2)  # (B, n, n+m+k)
-        if form == "dual":
             q_rho = rho if q_rho is None or q_factor is None else q_rho
             self.q_regularized = bool((q_rho > 0).any())
             self._work: Tensor | None = None
             self._qp: Tensor | None = None  # [Q^-1 p; C Q^-1 p], for newton_rhs
             if q_factor is None:
-                Qr = prob.Q.clone()
-                Qr.diagonal(dim1=-2, dim2=-1).add_(rho.unsqueeze(-1))
-                self.Lq, self.q_ok = cholesky(Qr, overwrite=True)
+                self.Lq, self.q_ok = _factor_shifted(prob.Q, rho)
             else:
                 self.Lq, self.q_ok = q_factor, torch.ones_like(rho, dtype=torch.bool)
             # Y' = C Qr^-1 and K = C Y from two triangular solves from the right (row layout, no
             # transposed copies) and one product: half the time of forming Qr^-1 explicitly.
             # S = [Y', K] (symmetric K), so dy' S = [(Y dy)', (K dy)'] = [Qr^-1 C' dy; K dy]' is
-            # one row-vector product; K is also kept contiguous for the per-iteration copy.
+            # one row-vector product; K is also kept on its own, contiguous for the per-iteration copy.
             X = torch.linalg.solve_triangular(self.Lq.mT, self.C, upper=True, left=False)  # C L^-T
             Yt = torch.linalg.solve_triangular(self.Lq, X, upper=False, left=False)  # C Qr^-1
-            self.Kc = torch.matmul(X, X.mT)  # (B, m+k, m+k)
-            self.S = torch.cat([Yt, self.Kc], dim=2)  # (B, m+k, n+m+k)
+            self.K = torch.matmul(X, X.mT)  # (B, m+k, m+k) = C Qr^-1 C'
+            self.S = torch.cat([Yt, self.K], dim=2)  # (B, m+k, n+m+k)
+
+    @property
+    def q_definite(self) -> bool:
+        """The unregularized dual form: Q itself was factored, so it is positive definite."""
+        return self.form == "dual" and not self.q_regularized
 
     @property
     def needs_refinement(self) -> bool:
         """Whether Newton directions need refinement against the unregularized system: always in
         the primal form (rho I, shifts), in the dual form only when Q itself was regularized."""
-        return self.form == "primal" or self.q_regularized
-
-    @property
-    def K(self) -> Tensor:
-        """Dual form: C Qr^-1 C' (B, m+k, m+k), a view of S."""
-        return self.S[:, :, self.n :]
+        return not self.q_definite
 
     def select(self, idx: Tensor) -> KKTSystem:
         """The same system restricted to the problems ``idx`` (compaction of the working set)."""
@@ -164,7 +168,7 @@ class KKTSystem:
             new.q_regularized, new._work = self.q_regularized, None
             new._qp = None if self._qp is None else self._qp[idx]
             new.Lq, new.q_ok = self.Lq[idx], self.q_ok[idx]
-            new.S, new.Kc = self.S[idx], self.Kc[idx]
+            new.S, new.K = self.S[idx], self.K[idx]
         return new
 
     # ------------------------------------------------------------------ factor
@@ -177,10 +181,10 @@ class KKTSystem:
         if self.form == "dual":
             d = torch.cat([1.0 / w, self.delta.unsqueeze(-1).expand(-1, self.k)], dim=1)
             # One buffer per system, overwritten by each factorization (so a Factor is valid until
-            # the next call): a fresh 10 MB copy of the strided K measured 6x slower than this.
+            # the next call): a fresh 10 MB copy measured several times slower than this.
             if self._work is None:
-                self._work = torch.empty_like(self.Kc)
-            M = self._work.copy_(self.Kc)
+                self._work = torch.empty_like(self.K)
+            M = self._work.copy_(self.K)
             diag = M.diagonal(dim1=-2, dim2=-1)
             diag.add_(d)
             diag.add_((self.shift * diag.amax(-1)).unsqueeze(-1))
@@ -204,17 +208,17 @@ class KKTSystem:
     def solve(self, f: Factor, a: Tensor, g: Tensor, e: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(dz, dlam, dnu) for right-hand sides a (B, n), g (B, m), e (B, k)."""
         if self.form == "dual":
-            dz, _, dlam, dnu = self.direction(f, self.shared_rhs(a, e), g, want_z=True)
+            dz, _, dlam, dnu = self._dual_direction(f, self.shared_rhs(a, e), g, want_z=True)
             return dz, dlam, dnu
         P = self.prob
-        r1 = a + _bmtv(P.G, f.w * g) if self.m else a
+        r1 = a + bmtv(P.G, f.w * g) if self.m else a
         u = cholesky_solve(f.L, r1)
         if self.k:
-            dnu = cholesky_solve(f.Ls, _bmv(P.A, u) - e)
-            dz = u - _bmv(f.Y, dnu)
+            dnu = cholesky_solve(f.Ls, bmv(P.A, u) - e)
+            dz = u - bmv(f.Y, dnu)
         else:
             dnu, dz = e, u
-        dlam = f.w * (_bmv(P.G, dz) - g) if self.m else g
+        dlam = f.w * (bmv(P.G, dz) - g) if self.m else g
         return dz, dlam, dnu
 
     # ------------------------------------------------------------------ Newton directions
@@ -224,11 +228,12 @@ class KKTSystem:
         if self.form != "dual":
             return SharedRHS(a=a, e=e, v_cv=None)
         v = cholesky_solve(self.Lq, a)
-        Cv = _bmtv(self.QCt[:, :, self.n :], v)  # C v as v' C'
+        Cv = bmtv(self.QCt[:, :, self.n :], v)  # C v as v' C'
         return SharedRHS(a=a, e=e, v_cv=torch.cat([v, Cv], dim=1))
 
-    def newton_rhs(self, z: Tensor, y: Tensor, Cz: Tensor, r_d: Tensor, r_eq: Tensor) -> SharedRHS:
-        """``shared_rhs(-r_d, -r_eq)`` at the iterate (z, y = [lam; nu]) with C z = Cz.
+    def newton_rhs(self, z: Tensor, y: Tensor, Cz: Tensor | None, r_d: Tensor, r_eq: Tensor) -> SharedRHS:
+        """``shared_rhs(-r_d, -r_eq)`` at the iterate (z, y = [lam; nu]) with C z = Cz (needed only
+        by the unregularized dual form).
 
         In the unregularized dual form, Qr = Q, so Q^-1 (-r_d) = -z - Q^-1 p - Y y and
         C Q^-1 (-r_d) = -C z - C Q^-1 p - K y: one product y' S instead of two triangular
@@ -237,8 +242,9 @@ class KKTSystem:
             return self.shared_rhs(-r_d, -r_eq)
         if self._qp is None:
             qp = cholesky_solve(self.Lq, self.prob.p)
-            self._qp = torch.cat([qp, _bmtv(self.QCt[:, :, self.n :], qp)], dim=1)
-        v_cv = -(torch.cat([z, Cz], dim=1) + self._qp + _bmtv(self.S, y))
+            self._qp = torch.cat([qp, bmtv(self.QCt[:, :, self.n :], qp)], dim=1)
+        assert Cz is not None, "the dual form's residuals carry C z"
+        v_cv = -(torch.cat([z, Cz], dim=1) + self._qp + bmtv(self.S, y))
         return SharedRHS(a=-r_d, e=-r_eq, v_cv=v_cv)
 
     def direction(
@@ -250,30 +256,43 @@ class KKTSystem:
         predictor only needs dlam), skips dz and G dz (returned as None). ``refine`` passes of
         iterative refinement against the unregularized system (see ``needs_refinement``).
         """
-        if self.form == "dual" and not refine:
-            n, m = self.n, self.m
-            dy = cholesky_solve(f.L, rhs.v_cv[:, n:] - torch.cat([g, rhs.e], dim=1))
-            if not want_z:
-                return None, None, dy[:, :m], dy[:, m:]
-            zC = rhs.v_cv - _bmtv(self.S, dy)  # [dz; C dz]
-            return zC[:, :n], zC[:, n : n + m], dy[:, :m], dy[:, m:]
-        dz, dlam, dnu = self.solve_refined(f, rhs.a, g, rhs.e, refine)
-        return dz, _bmv(self.prob.G, dz) if want_z else None, dlam, dnu
+        if self.form != "dual":
+            dz, dlam, dnu = self.solve_refined(f, rhs.a, g, rhs.e, refine)
+            return dz, bmv(self.prob.G, dz) if want_z else None, dlam, dnu
+        dz, Gdz, dlam, dnu = self._dual_direction(f, rhs, g, want_z or refine > 0)
+        if not refine:
+            return dz, Gdz, dlam, dnu
+        for _ in range(refine):
+            ra, rg, re = self.residual(f, dz, dlam, dnu, rhs.a, g, rhs.e)
+            cz, _, cl, cn = self._dual_direction(f, self.shared_rhs(ra, re), rg, want_z=True)
+            dz, dlam, dnu = dz + cz, dlam + cl, dnu + cn
+        return dz, bmv(self.prob.G, dz) if want_z else None, dlam, dnu
+
+    def _dual_direction(
+        self, f: Factor, rhs: SharedRHS, g: Tensor, want_z: bool
+    ) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor]:
+        """One unrefined dual-form solve: dy from the (m+k) factor, then [dz; C dz] by one product."""
+        n, m = self.n, self.m
+        dy = cholesky_solve(f.L, rhs.v_cv[:, n:] - torch.cat([g, rhs.e], dim=1))
+        if not want_z:
+            return None, None, dy[:, :m], dy[:, m:]
+        zC = rhs.v_cv - bmtv(self.S, dy)  # [dz; C dz]
+        return zC[:, :n], zC[:, n : n + m], dy[:, :m], dy[:, m:]
 
     def residual(
         self, f: Factor, dz: Tensor, dlam: Tensor, dnu: Tensor, a: Tensor, g: Tensor, e: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Residual of the UNregularized system (rho = delta = 0), for iterative refinement."""
         P = self.prob
-        ra = a - _bmv(P.Q, dz)
+        ra = a - bmv(P.Q, dz)
         rg = g
         re = e
         if self.m:
-            ra = ra - _bmtv(P.G, dlam)
-            rg = g - _bmv(P.G, dz) + dlam / f.w
+            ra = ra - bmtv(P.G, dlam)
+            rg = g - bmv(P.G, dz) + dlam / f.w
         if self.k:
-            ra = ra - _bmtv(P.A, dnu)
-            re = e - _bmv(P.A, dz)
+            ra = ra - bmtv(P.A, dnu)
+            re = e - bmv(P.A, dz)
         return ra, rg, re
 
     def solve_refined(

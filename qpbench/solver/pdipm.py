@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
-from qpbench.solver.kkt import Factor, KKTSystem, SharedRHS, dual_form_suitable
+from qpbench.solver.kkt import Factor, KKTSystem, SharedRHS, bmtv, bmv, dual_form_suitable
 from qpbench.solver.result import QPSolution
 from qpbench.solver.scaling import ScaledProblem, equilibrate
 from qpbench.solver.settings import SolverSettings
@@ -31,14 +31,6 @@ _DIVERGENCE_FACTOR = 1e3  # merit this much worse than the best seen: stop, retu
 # Upper bound of the weights lam/s; past it they carry no information at the dtype's accuracy
 # but wreck the factorization (float32 needs the tighter cap).
 WEIGHT_CAP = {torch.float64: 1e30, torch.float32: 1e8}
-
-
-def _bmv(M: Tensor, v: Tensor) -> Tensor:
-    return torch.matmul(M, v.unsqueeze(-1)).squeeze(-1)
-
-
-def _bmtv(M: Tensor, v: Tensor) -> Tensor:
-    return torch.matmul(v.unsqueeze(-2), M).squeeze(-2)
 
 
 def _inf_norm(x: Tensor) -> Tensor:
@@ -78,6 +70,11 @@ class Iterate:
         return self.x[:, self.n + 2 * self.m :]
 
     @property
+    def y(self) -> Tensor:
+        """[lam, nu]: all multipliers, in the order of C = [G; A]."""
+        return self.x[:, self.n + self.m :]
+
+    @property
     def s_lam(self) -> Tensor:
         """[s, lam]: the variables that must stay positive."""
         return self.x[:, self.n : self.n + 2 * self.m]
@@ -103,6 +100,7 @@ class Residuals:
     Gz: Tensor
     Az: Tensor
     Cty: Tensor  # G'lam + A'nu
+    Cz: Tensor | None = None  # [Gz; Az] in one piece (dual form, where the product makes it so)
     # Q x, G x, A x for the unboundedness test's direction x (the last step), when asked for
     Qx: Tensor | None = None
     Gx: Tensor | None = None
@@ -127,16 +125,16 @@ def residuals(kkt: KKTSystem, it: Iterate, x: Tensor | None = None) -> Residuals
     if kkt.form == "dual":
         rows = it.z.unsqueeze(-2) if x is None else torch.stack([it.z, x], dim=-2)
         QC = torch.matmul(rows, kkt.QCt)
-        Qz, Gz, Az = QC[:, 0, :n], QC[:, 0, n : n + m], QC[:, 0, n + m :]
-        Cty = _bmtv(kkt.C, torch.cat([it.lam, it.nu], dim=1))
+        Qz, Gz, Az, Cz = QC[:, 0, :n], QC[:, 0, n : n + m], QC[:, 0, n + m :], QC[:, 0, n:]
+        Cty = bmtv(kkt.C, it.y)
     else:
-        Qz, Gz, Az = _bmv(P.Q, it.z), _bmv(P.G, it.z), _bmv(P.A, it.z)
-        Cty = _bmtv(P.G, it.lam) + _bmtv(P.A, it.nu)
-    r = Residuals(r_d=Qz + P.p + Cty, r_in=Gz + it.s - P.h, r_eq=Az - P.b, Qz=Qz, Gz=Gz, Az=Az, Cty=Cty)
+        Qz, Gz, Az, Cz = bmv(P.Q, it.z), bmv(P.G, it.z), bmv(P.A, it.z), None
+        Cty = bmtv(P.G, it.lam) + bmtv(P.A, it.nu)
+    r = Residuals(r_d=Qz + P.p + Cty, r_in=Gz + it.s - P.h, r_eq=Az - P.b, Qz=Qz, Gz=Gz, Az=Az, Cty=Cty, Cz=Cz)
     if x is not None and kkt.form == "dual":
         r.Qx, r.Gx, r.Ax = QC[:, 1, :n], QC[:, 1, n : n + m], QC[:, 1, n + m :]
     elif x is not None:
-        r.Qx, r.Gx, r.Ax = _bmv(P.Q, x), _bmv(P.G, x), _bmv(P.A, x)
+        r.Qx, r.Gx, r.Ax = bmv(P.Q, x), bmv(P.G, x), bmv(P.A, x)
     return r
 
 
@@ -162,8 +160,8 @@ def original_residuals(P: ScaledProblem, it: Iterate, r: Residuals, with_scales:
         [
             _inf_norm(r.Qz / cD),
             _inf_norm(P.p / cD),
-            _inf_norm(_bmtv(P.G, it.lam) / cD),
-            _inf_norm(_bmtv(P.A, it.nu) / cD),
+            _inf_norm(bmtv(P.G, it.lam) / cD),
+            _inf_norm(bmtv(P.A, it.nu) / cD),
         ]
     ).amax(0)
     gap_scale = torch.stack([zQz.abs(), pz.abs(), hl.abs(), bn.abs()]).amax(0) / P.c
@@ -334,7 +332,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     # they start with the first failure.
     regularizing = bool(((kkt.shift > 0) | (kkt.delta > base_delta) | (kkt.rho > base_rho)).any())
     # With Q positive definite (the unregularized dual form) no problem is unbounded below.
-    check_unbounded = kkt.needs_refinement
+    check_unbounded = not kkt.q_definite
     running = int(Status.RUNNING)
     n_iter_loop = 0
 
@@ -405,8 +403,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         f = kkt.factor(w)
         for _ in range(settings.extra_factorizations):
             f = kkt.factor(w)
-        y = torch.cat([it.lam, it.nu], dim=1)
-        rhs = kkt.newton_rhs(it.z, y, torch.cat([r.Gz, r.Az], dim=1), r.r_d, r.r_eq)
+        rhs = kkt.newton_rhs(it.z, it.y, r.Cz, r.r_d, r.r_eq)
         refine = settings.refine_steps if kkt.needs_refinement else 0
         if m:
             s_lam = it.s_lam
