@@ -48,18 +48,16 @@ def adjoint_solve(sol: QPSolution, grad_z: Tensor, refine_steps: int = 2) -> tup
     w_hi = BACKWARD_WEIGHT_CLIP[dt]
     w = (it.lam / it.s).clamp(1.0 / w_hi, w_hi) if kkt.m else it.s
     f = kkt.factor(w)
-    a = -(P.c.unsqueeze(-1) * P.D) * grad_z.to(dt)
+    c = P.c.unsqueeze(-1)
+    a = -(c * P.D) * grad_z.to(dt)
     g = a.new_zeros(a.shape[0], kkt.m)
     e = a.new_zeros(a.shape[0], kkt.k)
     x, y, u = kkt.solve_refined(f, a, g, e, refine_steps)
-    c = P.c.unsqueeze(-1)
     dz = P.D * x
     dlam = P.E * y / c if kkt.m else y
     dnu = P.F * u / c if kkt.k else u
-    ok = f.ok & torch.isfinite(dz).all(-1)
-    return torch.where(ok.unsqueeze(-1), dz, 0), torch.where(ok.unsqueeze(-1), dlam, 0), torch.where(
-        ok.unsqueeze(-1), dnu, 0
-    )
+    ok = (f.ok & torch.isfinite(dz).all(-1)).unsqueeze(-1)
+    return torch.where(ok, dz, 0), torch.where(ok, dlam, 0), torch.where(ok, dnu, 0)
 
 
 class QPFunction(torch.autograd.Function):
@@ -99,20 +97,21 @@ class QPFunction(torch.autograd.Function):
         grad_z = torch.where(solved.unsqueeze(-1), grad_z, 0)
         dz, dlam, dnu = adjoint_solve(sol, grad_z)
         z, lam, nu = sol.z, sol.lam, sol.nu
+        # Built only for the inputs that need a gradient (Q, G and A are batched outer products).
         grads = {
-            "Q": 0.5 * (dz.unsqueeze(-1) * z.unsqueeze(-2) + z.unsqueeze(-1) * dz.unsqueeze(-2)),
-            "p": dz,
-            "G": dlam.unsqueeze(-1) * z.unsqueeze(-2) + lam.unsqueeze(-1) * dz.unsqueeze(-2),
-            "h": -dlam,
-            "A": dnu.unsqueeze(-1) * z.unsqueeze(-2) + nu.unsqueeze(-1) * dz.unsqueeze(-2),
-            "b": -dnu,
+            "Q": lambda: 0.5 * (dz.unsqueeze(-1) * z.unsqueeze(-2) + z.unsqueeze(-1) * dz.unsqueeze(-2)),
+            "p": lambda: dz,
+            "G": lambda: dlam.unsqueeze(-1) * z.unsqueeze(-2) + lam.unsqueeze(-1) * dz.unsqueeze(-2),
+            "h": lambda: -dlam,
+            "A": lambda: dnu.unsqueeze(-1) * z.unsqueeze(-2) + nu.unsqueeze(-1) * dz.unsqueeze(-2),
+            "b": lambda: -dnu,
         }
         out: list[Tensor | None] = []
         for name, shape, need in zip("QpGhAb", ctx.shapes, ctx.needs_input_grad[:6], strict=True):
             if shape is None or not need:
                 out.append(None)
                 continue
-            g = grads[name]
+            g = grads[name]()
             if len(shape) == g.dim() - 1:  # shared tensor: sum over the batch
                 g = g.sum(0)
             out.append(g.reshape(shape))

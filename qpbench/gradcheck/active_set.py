@@ -86,8 +86,13 @@ def kkt_solve(
     Q: Tensor, p: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor, active: Tensor
 ) -> KKTPoint:
     """Exact solution of the active-set QP (see :func:`kkt_system`); ``ok`` False where singular."""
-    n, m = Q.shape[-1], G.shape[-2]
     K, rhs = kkt_system(Q, p, G, h, A, b, active)
+    return solve_kkt_system(K, rhs, G, h, active)
+
+
+def solve_kkt_system(K: Tensor, rhs: Tensor, G: Tensor, h: Tensor, active: Tensor) -> KKTPoint:
+    """:func:`kkt_solve` for a system already built by :func:`kkt_system` from these G, h, active."""
+    n, m = G.shape[-1], G.shape[-2]
     x, info = torch.linalg.solve_ex(K, rhs.unsqueeze(-1))
     x = x.squeeze(-1)
     ok = (info == 0) & torch.isfinite(x).all(-1)

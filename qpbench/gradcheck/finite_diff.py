@@ -14,6 +14,7 @@ from qpbench.gradcheck.active_set import (
     kkt_solve,
     kkt_system,
     reference_active_set,
+    solve_kkt_system,
     switch_distance,
 )
 from qpbench.problem import NAMES, QPBatch
@@ -110,9 +111,10 @@ def finite_differences(
     flags = [Flag(i, "reference not solved", msg) for i, msg in
              zip((i for i in range(B) if not bool(ref_solved[i])), messages, strict=True)]
 
-    K, _ = kkt_system(*(b64.expanded(k) for k in NAMES), active)
+    data = {k: b64.expanded(k) for k in NAMES}
+    K, rhs = kkt_system(**data, active=active)
     cond = kkt_condition(K)
-    base = kkt_solve(*(b64.expanded(k) for k in NAMES), active)
+    base = solve_kkt_system(K, rhs, data["G"], data["h"], active)
     base_dist = switch_distance(base, active)
     tiny = 64 * torch.finfo(torch.float64).eps * (1.0 + base.z.abs().amax(-1))
     for i in range(B):
@@ -134,7 +136,8 @@ def finite_differences(
     for name, D in dirs.items():
         if D.shape[0] == 0:
             continue
-        scale = float(b64.tensors()[name].abs().max()) if b64.tensors()[name].numel() else 1.0
+        values = getattr(b64, name)
+        scale = float(values.abs().max()) if values.numel() else 1.0
         steps[name] = step * max(1.0, scale)
         per_chunk = max(1, _CHUNK_ELEMENTS // max(1, B * N * N))
         parts = []

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from qpbench.problem import NAMES
+
 TABLE_COLUMNS = [
     "solver", "parameter", "layout", "compared", "max_abs_err", "max_rel_err", "worst_problem", "forward_err",
     "passed",
@@ -115,7 +117,7 @@ class GradCheckReport:
             lines += ["Flagged problems (not counted as errors):", self.flagged.to_string(index=False), ""]
         if not self.cross.empty:
             wide = self.cross.pivot(index=["solver_a", "solver_b"], columns="parameter", values="max_rel_diff")
-            wide = wide[[c for c in ("Q", "p", "G", "h", "A", "b") if c in wide.columns]]
+            wide = wide[[c for c in NAMES if c in wide.columns]]
             lines += ["Solvers against each other: max relative difference of the gradients "
                       "(sum convention, Q symmetrized):", wide.map(lambda v: f"{v:.2e}").to_string(), ""]
         if self.problems_compared == 0:

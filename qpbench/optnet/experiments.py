@@ -50,8 +50,10 @@ def _epochs(config: Config, model: str) -> int:
     return config.fc_epochs if model == "fc" and config.fc_epochs is not None else config.epochs
 
 
-def _with_time(curve: Curve) -> dict[str, float]:
-    return {**curve.final(), "train_seconds": curve.seconds[-1], "epochs": curve.epochs[-1]}
+def _finals(curves: list[Curve], models: dict[str, tuple[Any, float]]) -> dict[str, dict[str, float]]:
+    """Per model: final test metrics, training time, epochs and the Adam learning rate."""
+    return {c.name: {**c.final(), "train_seconds": c.seconds[-1], "epochs": c.epochs[-1], "lr": models[c.name][1]}
+            for c in curves}
 
 
 def _record(config: Config, solver: str, curves: list[Curve], final: dict[str, Any], **extra: Any) -> dict:
@@ -83,8 +85,7 @@ def run_sudoku(config: Config, solver: str, out: Path, log: Callable[[str], None
               evaluate=sudoku.accuracy, seed=config.seed, log=log)
         for name, (model, lr) in models.items()
     ]
-    record = _record(config, solver, curves,
-                     {c.name: {**_with_time(c), "lr": models[c.name][1]} for c in curves})
+    record = _record(config, solver, curves, _finals(curves, models))
     report.save_experiment(out, "sudoku", record)
     report.plot_curves(out / "sudoku_curves.png", curves, "board_acc", "Sudoku 4×4")
     report.write_table(out)
@@ -118,7 +119,7 @@ def run_denoise(config: Config, solver: str, out: Path, log: Callable[[str], Non
               evaluate=denoising.mse_metric, seed=config.seed, log=log)
         for name, (model, lr) in models.items()
     ]
-    final = {c.name: {**_with_time(c), "lr": models[c.name][1]} for c in curves}
+    final = _finals(curves, models)
     final["tv"] = {"mse": tv_mse}
     final["noisy"] = {"mse": noisy_mse}
     record = _record(config, solver, curves, final, tv_lambda=lam,

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from qpbench.relu.lp_solvers import default_backend, solve_lps
+from qpbench.relu.lp_solvers import default_backend, inhouse_available, solve_lps
 from qpbench.relu.mip import solve_mip
 from qpbench.relu.network import TEST_FUNCTIONS, ReluNet, parse_architecture, random_network, train_network
 from qpbench.relu.regions import region_lps, sample_box, unique_patterns
@@ -160,6 +160,17 @@ def _network_setup(spec: str, config: BenchConfig
     return net, lo, -lo, base
 
 
+def _throughput_backends() -> tuple[str, ...]:
+    """The LP backends the throughput row compares: the in-house solver (when there) and HiGHS."""
+    return ("inhouse", "highs") if inhouse_available() else ("highs",)
+
+
+def _throughput_row(net: ReluNet, lo: torch.Tensor, hi: torch.Tensor, base: dict[str, Any],
+                    config: BenchConfig, backends: tuple[str, ...]) -> dict[str, Any]:
+    return {**base, "kind": "throughput",
+            **measure_throughput(net, lo, hi, config.throughput_lps, config.seed, backends)}
+
+
 def _throughput_log(spec: str, row: dict[str, Any], backends: tuple[str, ...]) -> str:
     return f"  {spec} throughput " + ", ".join(f"{b}: {row[b + '_lps_per_s']:.1f} LP/s" for b in backends)
 
@@ -187,9 +198,8 @@ def run_network(spec: str, config: BenchConfig, log: Callable[[str], None] = pri
             log(f"  {spec} {mip_method(solver, bounds, warm):26s} "
                 f"{res.status:10s} best {res.best_value:+.6f} bound {res.bound:+.6f} in {res.seconds:.1f} s"
                 + (f" ({res.reason})" if res.reason else ""))
-    backends = ("inhouse", "highs") if backend == "inhouse" else ("highs",)
-    thr = {**base, "kind": "throughput", **measure_throughput(net, lo, hi, config.throughput_lps,
-                                                             config.seed, backends)}
+    backends = _throughput_backends()
+    thr = _throughput_row(net, lo, hi, base, config, backends)
     rows.append(thr)
     log(_throughput_log(spec, thr, backends))
     _add_gaps(rows)
@@ -236,15 +246,12 @@ def run(config: BenchConfig, out: Path, log: Callable[[str], None] = print) -> l
 
 def run_throughput_only(config: BenchConfig, out: Path, log: Callable[[str], None] = print) -> None:
     """Re-measure only the LP throughput rows (the report then uses these, keeping the searches)."""
-    from qpbench.relu.lp_solvers import inhouse_available
-
     out.mkdir(parents=True, exist_ok=True)
-    backends = ("inhouse", "highs") if inhouse_available() else ("highs",)
+    backends = _throughput_backends()
     with open(out / RESULTS_FILE, "a", encoding="utf-8") as fh:
         for spec in config.sizes:
             net, lo, hi, base = _network_setup(spec, config)
-            row = {**base, "kind": "throughput",
-                   **measure_throughput(net, lo, hi, config.throughput_lps, config.seed, backends)}
+            row = _throughput_row(net, lo, hi, base, config, backends)
             fh.write(json.dumps({**row, "timestamp": time.time()}, default=float) + "\n")
             log(_throughput_log(spec, row, backends))
     _write_environment(out, config, "throughput-only")

@@ -57,6 +57,11 @@ class MipModel:
     def num_binaries(self) -> int:
         return int(self.integer.sum())
 
+    @property
+    def size(self) -> dict[str, int]:
+        """Variables, constraints and binaries, as recorded in a result's ``info``."""
+        return {"vars": self.num_vars, "constraints": self.num_constraints, "binaries": self.num_binaries}
+
     def point_from_input(self, net: ReluNet, x: Tensor) -> np.ndarray:
         """The MIP vector (x, h, d) of an input point, by a forward pass."""
         _, pre = net.forward_with_preactivations(x.reshape(1, -1))
@@ -162,7 +167,7 @@ def lp_tightened_bounds(net: ReluNet, lo: Tensor, hi: Tensor,
 
     start = time.perf_counter()
     lo, hi = check_box(net, lo, hi)
-    bounds = interval_bounds(net, lo, hi)[:1]
+    bounds = [interval_layer(net.weights[0], net.biases[0], lo, hi)]
     for layer in range(1, len(net.hidden_sizes)):
         L_prev, U_prev = bounds[-1]
         W, b = net.weights[layer], net.biases[layer]
@@ -248,8 +253,7 @@ def _finish(net: ReluNet, model: MipModel, solver: str, status: str, v: np.ndarr
                          warm_start=warm)
     x = torch.as_tensor(v[: model.n_input], dtype=net.dtype, device=net.device)
     value = float(net.forward(x.reshape(1, -1))[0])
-    info = {"vars": model.num_vars, "constraints": model.num_constraints, "binaries": model.num_binaries}
-    return MipResult(solver, status, x, value, objective, bound, seconds, trace, warm_start=warm, info=info)
+    return MipResult(solver, status, x, value, objective, bound, seconds, trace, warm_start=warm, info=model.size)
 
 
 def _solve_highs(net: ReluNet, model: MipModel, time_limit: float, start: np.ndarray | None,
@@ -366,7 +370,7 @@ def solve_mip(
                         if bounds == "lp" and available else None)
         model = build_mip(net, lo, hi, layer_bounds)
         bound_seconds = time.perf_counter() - t0
-    size = {"vars": model.num_vars, "constraints": model.num_constraints, "binaries": model.num_binaries}
+    size = model.size
     if not available:
         return MipResult(solver, "unavailable", None, float("-inf"), float("nan"), float("nan"), 0.0,
                          reason=why, warm_start=warm_start is not None, info={**size, "bounds": bounds})

@@ -105,8 +105,7 @@ class _Search:
         """Solve the LPs of new patterns; returns (patterns solved, optima, f at optima)."""
         fresh = self.seen.keep_new(patterns)
         if fresh.numel() == 0:
-            empty = torch.zeros(0, dtype=self.net.dtype, device=self.net.device)
-            return patterns[:0], centers[:0], empty
+            return self._nothing(patterns, centers)
         patterns, centers = patterns[fresh], centers[fresh]
         build = lifted_region_lps if self.form == "lifted" else region_lps
         batch = build(self.net, patterns, self.lo, self.hi, self.proximal, centers)
@@ -116,10 +115,13 @@ class _Search:
         ok = out.solved
         self.result.lp_failures += int((~ok).sum())
         if not bool(ok.any()):
-            empty = torch.zeros(0, dtype=self.net.dtype, device=self.net.device)
-            return patterns[:0], centers[:0], empty
+            return self._nothing(patterns, centers)
         z = out.z[ok, : self.net.input_dim].to(self.net.dtype)  # lifted: x is the leading block
         return patterns[ok], z, self.offer(z)
+
+    def _nothing(self, patterns: Tensor, centers: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """What :meth:`solve_regions` returns when no LP was solved: three empty tensors."""
+        return patterns[:0], centers[:0], torch.zeros(0, dtype=self.net.dtype, device=self.net.device)
 
 
 def _check_budget(max_samples: int | None, time_budget: float | None, batch_size: int) -> None:
