@@ -228,7 +228,7 @@ def factorization_limit(sol: Any, args: argparse.Namespace) -> dict[str, Any]:
     form = sol.info["kkt_form"]
     once = None
     if form == "dual":
-        K = kkt.K.contiguous()
+        K = kkt.K
         C = kkt.C
         d = torch.cat([1.0 / w, K.new_full((K.shape[0], kkt.k), 1e-9)], dim=1) if w is not None else None
         work = torch.empty_like(K)
