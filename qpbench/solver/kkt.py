@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from qpbench.solver.linalg import cholesky, cholesky_solve
+from qpbench.solver.result import WorkCounts
 from qpbench.solver.scaling import ScaledProblem
 
 
@@ -120,6 +121,7 @@ class KKTSystem:
         # rounding in a matrix with huge weights is relative to its norm, not absolute.
         self.shift = torch.zeros_like(rho)
         self.m, self.k = prob.G.shape[1], prob.A.shape[1]
+        self.work = WorkCounts()  # shared by every compacted copy
         n = prob.Q.shape[-1]
         self.n = n
         if form == "dual":
@@ -162,7 +164,7 @@ class KKTSystem:
         new.prob = self.prob.select(idx)
         new.form, new.m, new.k = self.form, self.m, self.k
         new.rho, new.delta, new.shift = self.rho[idx], self.delta[idx], self.shift[idx]
-        new.n = self.n
+        new.n, new.work = self.n, self.work
         if self.form == "dual":
             new.C, new.QCt = self.C[idx], self.QCt[idx]
             new.q_regularized, new._work = self.q_regularized, None
@@ -178,6 +180,7 @@ class KKTSystem:
         the layer's adjoint through them was measured to depend on the kernel's rounding (a
         gradient test on an LP failed with LAPACK's potrf called directly, passed with torch's)."""
         P = self.prob
+        self.work.factorizations += P.batch_size
         if self.form == "dual":
             d = torch.cat([1.0 / w, self.delta.unsqueeze(-1).expand(-1, self.k)], dim=1)
             # One buffer per system, overwritten by each factorization (so a Factor is valid until
@@ -256,6 +259,7 @@ class KKTSystem:
         predictor only needs dlam), skips dz and G dz (returned as None). ``refine`` passes of
         iterative refinement against the unregularized system (see ``needs_refinement``).
         """
+        self.work.solves += self.prob.batch_size * (1 + refine)
         if self.form != "dual":
             dz, dlam, dnu = self.solve_refined(f, rhs.a, g, rhs.e, refine)
             return dz, bmv(self.prob.G, dz) if want_z else None, dlam, dnu

@@ -122,6 +122,7 @@ def residuals(kkt: KKTSystem, it: Iterate, x: Tensor | None = None) -> Residuals
     """
     P = kkt.prob
     n, m = P.Q.shape[-1], kkt.m
+    kkt.work.products += P.batch_size
     if kkt.form == "dual":
         rows = it.z.unsqueeze(-2) if x is None else torch.stack([it.z, x], dim=-2)
         QC = torch.matmul(rows, kkt.QCt)
@@ -439,6 +440,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
             it.s_lam.clamp_(min=finfo.tiny)
         iters_ws = iters_ws + take.to(torch.int32)
         n_iter_loop += 1
+        kkt.work.iterations += 1
 
     flush()
     best = Iterate(best_full, n, m)
@@ -460,4 +462,4 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         "scaled": P_full,
         "scaled_iterate": out,
     }
-    return QPSolution(z=z, lam=lam, nu=nu, s=s, status=status, iterations=iters, info=info)
+    return QPSolution(z=z, lam=lam, nu=nu, s=s, status=status, iterations=iters, info=info, work=kkt_full.work)

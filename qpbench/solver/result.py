@@ -12,6 +12,18 @@ from qpbench.status import Status
 
 
 @dataclass
+class WorkCounts:
+    """Work of one solve that does not depend on machine load, for regression checks beside the
+    clock: each count is summed over the problems of the working set at the time (a factorization
+    of a batch of 8 matrices counts 8). A change that adds work moves these exactly."""
+
+    iterations: int = 0  # iterations of the batch loop
+    factorizations: int = 0  # KKT matrix factorizations
+    solves: int = 0  # solves with a factorization (Newton directions, refinement passes)
+    products: int = 0  # passes over the problem data (matrix-vector products of Q, G, A)
+
+
+@dataclass
 class QPSolution:
     """Primal z (B, n), inequality multipliers lam (B, m) >= 0, equality multipliers nu (B, k),
     slacks s (B, m), per-problem ``status`` (B,) of :class:`Status` codes and ``iterations`` (B,).
@@ -26,6 +38,7 @@ class QPSolution:
     status: Tensor
     iterations: Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    work: WorkCounts = field(default_factory=WorkCounts)
 
     @property
     def solved(self) -> Tensor:
