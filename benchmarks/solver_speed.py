@@ -193,11 +193,11 @@ def run_inhouse(batch: QPBatch, args: argparse.Namespace) -> tuple[dict[str, Any
     from qpbench.status import Status
 
     solved = int((sol.status == int(Status.SOLVED)).sum())
-    loop_iters = int(sol.info["iterations_loop"])
+    loop_iters = int(sol.info.iterations_loop)
     record = {
         "solver": "inhouse", "solve": stats, "setup": None,
         "iterations_loop": loop_iters, "iterations_mean": float(sol.iterations.double().mean()),
-        "iterations_max": int(sol.iterations.max()), "kkt_form": sol.info["kkt_form"],
+        "iterations_max": int(sol.iterations.max()), "kkt_form": sol.info.kkt_form,
         "solved": solved, "statuses": status_counts(sol.status),
         "accuracy": accuracy(batch, sol.z, sol.lam, sol.nu, None),
         "time_per_iteration": stats["median"] / max(loop_iters, 1),
@@ -211,55 +211,50 @@ def run_inhouse(batch: QPBatch, args: argparse.Namespace) -> tuple[dict[str, Any
 
 
 def factorization_limit(sol: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Seconds of the factorizations the solver's iterations cannot avoid, with its own kernels.
+    """Seconds of the factorizations the solver's iterations cannot avoid, timed by calling the
+    solver's own KKT kernel (``KKTSystem.factor``) on its own matrices: the scaled problem and
+    the final weights, for each form group of the batch.
 
-    Built from the solver's scaled problem and final weights w = lam / s (clipped to [1e-8, 1e8]),
-    so sizes and matrices are exactly what its iterations factor. Primal form, per iteration:
-    H = Q + G' diag(w) G and its Cholesky. Dual form: K = C Q^-1 C' is formed ONCE per solve
-    (Cholesky of Q, one triangular solve, one product X'X; counted once in ``once``), then per
-    iteration K + diag(1/w) and its Cholesky. ``total(iterations) = once + iterations * per_iteration``.
+    Reduced form, per iteration: Q + rho I + G'WG + A'A/delta and its Cholesky. Dual form, once
+    per solve: the Cholesky of Q and K = C Q^-1 C' (constructing the ``DualKKT``); per iteration:
+    K + diag(s/lam + delta, delta) and its Cholesky.
+    ``total(iterations) = once + iterations * per_iteration``.
     """
-    from qpbench.solver.linalg import cholesky
+    from qpbench.solver.kkt import DualKKT, dual_form_suitable
+    from qpbench.solver.result import WorkCounts
+    from qpbench.solver.state import Iterate
 
-    kkt = sol.info["kkt"]
-    P = sol.info["scaled"]
-    it = sol.info["scaled_iterate"]
-    w = (it.lam / it.s).clamp(1e-8, 1e8) if kkt.m else None
-    form = sol.info["kkt_form"]
-    once = None
-    if form == "dual":
-        K = kkt.K
-        C = kkt.C
-        d = torch.cat([1.0 / w, K.new_full((K.shape[0], kkt.k), 1e-9)], dim=1) if w is not None else None
-        work = torch.empty_like(K)
+    info = sol.info
+    P = info.scaled
+    it = Iterate(info.scaled_iterate, P.Q.shape[-1], P.G.shape[1])
+    per_iteration = 0.0
+    once_total: float | None = None
+    timings, whats = [], []
+    for group in info.groups:
+        kkt = group.kkt
+        w_inv = it.s[group.index] / it.lam[group.index] + group.delta.unsqueeze(-1)
 
-        def kernel() -> torch.Tensor:
-            M = work.copy_(K)
-            if d is not None:
-                M.diagonal(dim1=-2, dim2=-1).add_(d)
-            return cholesky(M, overwrite=True)[0]
+        def kernel(kkt: Any = kkt, w_inv: torch.Tensor = w_inv, group: Any = group) -> torch.Tensor:
+            return kkt.factor(w_inv, group.rho, group.delta)
 
-        def form_k() -> torch.Tensor:
-            Lq = cholesky(P.Q)[0]
-            X = torch.linalg.solve_triangular(Lq, C.mT, upper=False)
-            return torch.matmul(X.mT, X)
+        _, stats = measure(kernel, repeats=max(args.repeats, 5), budget=args.case_budget, device=args.device,
+                           warmup=kernel)
+        per_iteration += stats["median"]
+        timings.append(stats)
+        size = kkt.m + kkt.k if isinstance(kkt, DualKKT) else kkt.n
+        whats.append(f"{group.form} form, {len(group.index)} problems: per iteration the {size}x{size} factorization")
+        if isinstance(kkt, DualKKT):
 
-        _, once = measure(form_k, repeats=max(args.repeats, 3), budget=args.case_budget, device=args.device,
-                          warmup=form_k)
-        what = (f"once: Cholesky of Q, L^-1 C', K = X'X ({K.shape[-1]}x{K.shape[-1]}); per iteration: "
-                f"K + diag(1/w) and its Cholesky (the solver's kernels)")
-    else:
-        Q, G = P.Q, P.G
+            def form_k(kkt: Any = kkt) -> Any:
+                return DualKKT(kkt.prob, WorkCounts(), dual_form_suitable(kkt.prob.Q)[1])
 
-        def kernel() -> torch.Tensor:
-            H = Q + torch.matmul(G.transpose(1, 2) * w.unsqueeze(-2), G) if w is not None else Q.clone()
-            return cholesky(H, lapack_loop=False)[0]
-
-        what = f"per iteration: Q + G' diag(w) G and its Cholesky, {Q.shape[-1]}x{Q.shape[-1]} (the solver's kernel)"
-    _, stats = measure(kernel, repeats=max(args.repeats, 5), budget=args.case_budget, device=args.device,
-                       warmup=kernel)
-    return {"form": form, "what": what, "per_iteration": stats["median"], "timing": stats,
-            "once": None if once is None else once["median"], "once_timing": once}
+            _, once = measure(form_k, repeats=max(args.repeats, 3), budget=args.case_budget, device=args.device,
+                              warmup=form_k)
+            once_total = (once_total or 0.0) + once["median"]
+            whats[-1] += "; once: Cholesky of Q and K = C Q^-1 C'"
+    return {"form": info.kkt_form, "what": "; ".join(whats) + " (the solver's own kernels)",
+            "per_iteration": per_iteration, "timing": timings[0] if len(timings) == 1 else timings,
+            "once": once_total, "once_timing": None}
 
 
 def run_qpth(batch: QPBatch, args: argparse.Namespace, reference: torch.Tensor) -> dict[str, Any]:

@@ -3,14 +3,15 @@
 ``QPFunction.apply(Q, p, G, h, A, b, settings)`` returns z (B, n) and differentiates through all
 six tensors by implicit differentiation of the KKT conditions at the solution (OptNet, Amos &
 Kolter 2017). The adjoint system has the same structure as an interior-point Newton step, so it
-is solved by the solver's own KKT machinery: one factorization at the final weights
-lam / s (in the 'dual' KKT form the factor of Q + rho I from the forward pass is reused and only
-the (m+k) x (m+k) matrix is refactored).
+is solved by the solver's own KKT forms: one factorization at the final weights lam / s (the
+dual form reuses its factor of Q from the forward pass and refactors only the (m+k)-sized
+matrix). The proximal terms vanish at the solution, so they are left out of the adjoint.
 
 Conventions:
 * A tensor given without its batch dimension is shared by the batch, and its gradient is the
   **sum** of the per-problem gradients (qpth averages them instead).
-* Problems whose status is not SOLVED get a zero gradient and a warning naming them; never NaN.
+* Problems that were not solved (SOLVED or SOLVED_INACCURATE) get a zero gradient and a warning
+  naming them; never NaN.
 * Double backward (gradients of gradients) is not supported.
 """
 
@@ -26,37 +27,47 @@ from torch.autograd.function import once_differentiable
 from qpbench.problem import as_batch
 from qpbench.solver import SolverSettings, solve
 from qpbench.solver.result import QPSolution
+from qpbench.solver.state import Iterate
 from qpbench.status import Status
 
-# The adjoint system is solved with the weights lam/s clipped to [1/clip, clip] (scaled data).
-# At a tight solution the active weights reach 1e12 and more, which makes the system so badly
-# conditioned that the gradient is lost (measured: relative error 1.0 on lasso and LP problems).
-# Clipping gives the interior-point-smoothed gradient, which differs from the exact one by
-# O(1/clip); at 1e8 the measured error is ~1e-8, at 1e6 it is ~1e-5.
-BACKWARD_WEIGHT_CLIP = {torch.float64: 1e8, torch.float32: 1e4}
+# The adjoint system is the KKT system at the solution, whose active rows have weights lam/s of
+# 1e12 and more; solved as it is, the gradient is lost (measured: relative error 1.0 on lasso and
+# LP problems). It is solved with the inverse weights s/lam + delta for this delta, which gives
+# the gradient of the interior-point-smoothed problem, O(delta) from the exact one (measured
+# ~1e-8 relative at 1e-8), and refined against the system without proximal terms.
+BACKWARD_DELTA = {torch.float64: 1e-8, torch.float32: 1e-4}
 
 
 def adjoint_solve(sol: QPSolution, grad_z: Tensor, refine_steps: int = 2) -> tuple[Tensor, Tensor, Tensor]:
     """Solve K' [dz; dlam_tilde; dnu] = [-grad_z; 0; 0] at the solution, in ORIGINAL units.
 
-    dlam_tilde = lam o dlam in OptNet's notation. Returns (dz, dlam_tilde, dnu).
+    dlam_tilde = lam o dlam in OptNet's notation. Each KKT form solves its own problems; the
+    dual form reuses its factor of Q from the forward pass. Returns (dz, dlam_tilde, dnu).
     """
-    kkt = sol.info["kkt"]
-    P = sol.info["scaled"]
-    it = sol.info["scaled_iterate"]
+    info = sol.info
+    P = info.scaled
+    B, n, m, k = P.batch_size, P.Q.shape[-1], P.G.shape[1], P.A.shape[1]
+    it = Iterate(info.scaled_iterate, n, m)
     dt = P.p.dtype
-    w_hi = BACKWARD_WEIGHT_CLIP[dt]
-    w = (it.lam / it.s).clamp(1.0 / w_hi, w_hi) if kkt.m else it.s
-    f = kkt.factor(w)
+    x, y, u = P.p.new_zeros(B, n), P.p.new_zeros(B, m), P.p.new_zeros(B, k)
+    ok = torch.zeros(B, dtype=torch.bool, device=P.p.device)
+    for group in info.groups:
+        kkt, idx = group.kkt, group.index
+        s, lam = it.s[idx], it.lam[idx]
+        delta = group.delta.clamp_min(BACKWARD_DELTA[dt])
+        w_inv = s / lam + delta.unsqueeze(-1)
+        factored = kkt.factor(w_inv, group.rho, delta)
+        Pg = kkt.prob
+        a = -(Pg.c.unsqueeze(-1) * Pg.D) * grad_z[idx].to(dt)
+        zero = torch.zeros_like(delta)
+        d = kkt.solve_refined(a, a.new_zeros(len(idx), k), a.new_zeros(len(idx), m), w_inv, zero, zero, refine_steps)
+        assert d.dz is not None
+        x[idx], y[idx], u[idx], ok[idx] = d.dz, d.dlam, d.dnu, factored
     c = P.c.unsqueeze(-1)
-    a = -(c * P.D) * grad_z.to(dt)
-    g = a.new_zeros(a.shape[0], kkt.m)
-    e = a.new_zeros(a.shape[0], kkt.k)
-    x, y, u = kkt.solve_refined(f, a, g, e, refine_steps)
     dz = P.D * x
-    dlam = P.E * y / c if kkt.m else y
-    dnu = P.F * u / c if kkt.k else u
-    ok = (f.ok & torch.isfinite(dz).all(-1)).unsqueeze(-1)
+    dlam = (P.E * y / c).masked_fill(info.absent, 0.0)
+    dnu = P.F * u / c
+    ok = (ok & torch.isfinite(dz).all(-1) & torch.isfinite(dlam).all(-1) & torch.isfinite(dnu).all(-1)).unsqueeze(-1)
     return torch.where(ok, dz, 0), torch.where(ok, dlam, 0), torch.where(ok, dnu, 0)
 
 
@@ -73,8 +84,13 @@ class QPFunction(torch.autograd.Function):
         A: Tensor | None,
         b: Tensor | None,
         settings: SolverSettings | None = None,
-        check: str = "basic",
+        check: str = "full",
     ) -> Tensor:
+        """``check`` is QPBatch's validation level; "full" (the default) is what ``solve`` gets
+        from a QPBatch built by hand, positive semidefiniteness of Q included."""
+        for name, t in zip("QpGhAb", (Q, p, G, h, A, b), strict=True):
+            if t is not None and not isinstance(t, Tensor):
+                raise ValueError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
         batch = as_batch(*(None if t is None else t.detach() for t in (Q, p, G, h, A, b)), check=check)
         sol = solve(batch, settings)
         ctx.sol = sol
@@ -85,7 +101,9 @@ class QPFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_z: Tensor) -> tuple[Tensor | None, ...]:
         sol: QPSolution = ctx.sol
-        solved = sol.solved
+        # An inaccurately solved problem sits at the fixed point to its dtype's accuracy: its
+        # implicit gradient is as good as the solution, so it gets one.
+        solved = sol.solved | (sol.status == int(Status.SOLVED_INACCURATE))
         if not bool(solved.all()):
             bad = torch.nonzero(~solved).squeeze(1).tolist()
             labels = [Status(int(sol.status[i])).label for i in bad]

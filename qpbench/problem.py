@@ -30,6 +30,47 @@ _LAYOUT: dict[str, tuple[int, tuple[str, ...]]] = {
 NAMES: tuple[str, ...] = tuple(_LAYOUT)
 
 
+# Upper bounds at or above this magnitude mean "no bound" (the Maros-Meszaros convention).
+INFINITE_BOUND = 1e20
+
+
+def absent_rows(h: Tensor) -> Tensor:
+    """Rows of G z <= h without a bound (h = +inf or >= INFINITE_BOUND): they constrain nothing."""
+    return h >= INFINITE_BOUND
+
+
+def _check_upper_bounds(h: Tensor) -> None:
+    """h may hold +inf (a row that is absent) but no NaN and no -inf (a row nothing satisfies)."""
+    if not h.numel():
+        return
+    bad = torch.isnan(h) | (h <= -INFINITE_BOUND)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in torch.nonzero(bad)[0])
+        value = float(h[index])
+        where = f"h[{', '.join(map(str, index))}]"
+        if value != value:
+            raise ValueError(f"{where} is NaN; give a bound, or +inf for a row without one")
+        raise ValueError(
+            f"{where} = {value:g}: an upper bound of -inf (or <= -{INFINITE_BOUND:g}) can never be met; "
+            "fix the row or drop it (+inf means a row without bound)"
+        )
+
+
+def _check_semidefinite(Q: Tensor, tol: float) -> None:
+    """Q is positive semidefinite up to tol * |Q|: a Cholesky factorization of Q + tol |Q|_F I
+    (a third of the flops of an eigendecomposition, which only a failing Q gets, for the message)."""
+    scale = torch.linalg.matrix_norm(Q).clamp_min(1.0)
+    shifted = Q + (tol * scale).unsqueeze(-1).unsqueeze(-1) * torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
+    _, info = torch.linalg.cholesky_ex(shifted)
+    if bool((info != 0).any()):
+        bad = torch.nonzero((info != 0).reshape(-1)).squeeze(1)
+        lowest = torch.linalg.eigvalsh(Q.reshape(-1, *Q.shape[-2:])[bad])[..., 0].min()
+        where = f" (problems {bad.tolist()[:10]})" if Q.dim() == 3 else ""
+        raise ValueError(
+            f"Q is not positive semidefinite{where}: smallest eigenvalue {float(lowest):.3g}; the problem is not convex"
+        )
+
+
 def _tolerance(dtype: torch.dtype) -> float:
     """Relative tolerance for symmetry and PSD checks: sqrt(eps) of the dtype."""
     return float(torch.finfo(dtype).eps) ** 0.5
@@ -119,8 +160,10 @@ class QPBatch:
             raise ValueError("batch size must be at least 1 (a batched tensor has leading dim 0)")
 
         for name, t in tensors.items():
-            if t.numel() and not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name} contains NaN or Inf; use large finite bounds or drop the row")
+            if name == "h":
+                _check_upper_bounds(t)
+            elif t.numel() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} contains NaN or Inf; only h may hold +inf (a row without bound)")
 
         Q = self.Q
         scale = Q.abs().amax(dim=(-2, -1)).clamp_min(1.0) if Q.numel() else None
@@ -131,14 +174,7 @@ class QPBatch:
                 f"Q is not symmetric (max |Q - Q^T| = {float(asym.max()):.3g}); pass (Q + Q^T)/2"
             )
         if psd:
-            eig = torch.linalg.eigvalsh(Q)
-            lo = eig[..., 0]
-            bound = tol * eig.abs().amax(dim=-1).clamp_min(1.0)
-            if bool((lo < -bound).any()):
-                raise ValueError(
-                    f"Q is not positive semidefinite (smallest eigenvalue {float(lo.min()):.3g}); "
-                    "the problem is not convex"
-                )
+            _check_semidefinite(Q, tol)
 
     # ----------------------------------------------------------------- shape facts
     def tensors(self) -> dict[str, Tensor]:
@@ -261,7 +297,11 @@ class QPBatch:
             return torch.bmm(M.transpose(1, 2), v.unsqueeze(-1)).squeeze(-1)
 
         zero = torch.zeros(B, dtype=self.dtype, device=z.device)
-        ineq = (mv(G, z) - h).clamp_min(0).amax(-1) if self.m else zero
+        # A row without bound (h = +inf) is never violated and contributes nothing to the gap.
+        absent = absent_rows(h)
+        lam = lam.masked_fill(absent, 0.0)
+        h = h.masked_fill(absent, 0.0)
+        ineq = (mv(G, z) - h).masked_fill(absent, float("-inf")).clamp_min(0).amax(-1) if self.m else zero
         eq = (mv(A, z) - b).abs().amax(-1) if self.k else zero
         Qz = mv(Q, z)
         stat = Qz + p

@@ -67,6 +67,7 @@ COLUMNS: dict[str, str] = {
     "n_numerical_error": "",
     "n_time_limit": "",
     "n_unknown": "",
+    "n_solved_inaccurate": "problems the solver reported solved only inaccurately",
     "n_success": "problems solved AND with all three residuals below tolerance_eps",
     "success_rate": "n_success / batch_size",
     "correct_rate": "share of problems where the solver's 'solved' flag agrees with the residual check",

@@ -98,7 +98,7 @@ def test_adjoint_reuses_the_forward_system() -> None:
     sol = solve(batch)
     dz, dlam, dnu = adjoint_solve(sol, torch.ones(2, 6, dtype=F64))
     assert dz.shape == (2, 6) and dlam.shape == (2, batch.m) and dnu.shape == (2, 0)
-    assert sol.info["kkt"].prob.Q.shape[0] == 2  # the full batch, not a compacted working set
+    assert sol.info.groups[0].kkt.prob.Q.shape[0] == 2  # the full batch, not a compacted working set
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

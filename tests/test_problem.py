@@ -58,7 +58,10 @@ def test_absent_constraints_become_empty() -> None:
         (lambda a: a.update(b=a["b"][:, :1]), "b has k = 1"),
         (lambda a: a.update(Q=a["Q"].unsqueeze(0)), "Q must have shape"),
         (lambda a: a["p"].__setitem__((0, 0), float("nan")), "p contains NaN or Inf"),
-        (lambda a: a["h"].__setitem__((1, 1), float("inf")), "h contains NaN or Inf"),
+        (lambda a: a["G"].__setitem__((0, 0, 1), float("inf")), "G contains NaN or Inf"),
+        (lambda a: a["h"].__setitem__((1, 1), float("-inf")), r"h\[1, 1\] = -inf: .* can never be met"),
+        (lambda a: a["h"].__setitem__((1, 2), -1e21), r"h\[1, 2\] = -1e\+21"),
+        (lambda a: a["h"].__setitem__((0, 1), float("nan")), r"h\[0, 1\] is NaN"),
         (lambda a: a["Q"].__setitem__((0, 0, 1), 5.0), "Q is not symmetric"),
         (lambda a: a.update(Q=-a["Q"]), "Q is not positive semidefinite"),
         (lambda a: a.update(A=a["A"].float()), "mixed dtypes"),
@@ -93,6 +96,16 @@ def test_residuals_of_a_known_kkt_point() -> None:
     bad = batch.residuals(torch.tensor([[1.0, 0.0]], dtype=F64), torch.tensor([[0.0]], dtype=F64))
     assert float(bad["primal"]) == pytest.approx(0.5)
     assert float(batch.objective(torch.tensor([[0.5, 0.0]], dtype=F64))) == pytest.approx(-0.375)
+
+
+def test_rows_without_bound_are_accepted_and_ignored_by_the_residuals() -> None:
+    # min 1/2 |z|^2 - z1  s.t. z1 <= 0.5, z2 <= +inf (no bound), z2 <= 1e20 (no bound either).
+    G = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]], dtype=F64)
+    h = torch.tensor([[0.5, float("inf"), 1e20]], dtype=F64)
+    batch = QPBatch(Q=torch.eye(2, dtype=F64), p=torch.tensor([[-1.0, 0.0]], dtype=F64), G=G, h=h)
+    # A multiplier on an absent row is ignored: the row does not exist.
+    res = batch.residuals(torch.tensor([[0.5, 0.0]], dtype=F64), torch.tensor([[0.5, 3.0, 3.0]], dtype=F64))
+    assert all(float(v) < 1e-15 for v in res.values()), res
 
 
 def test_as_batch_treats_empty_tensors_as_no_rows() -> None:

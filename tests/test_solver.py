@@ -81,15 +81,15 @@ def test_infeasible_and_unbounded_get_the_right_status(family: str, dtype: torch
 
 def test_both_kkt_forms_agree() -> None:
     batch = generate("optnet_random", 6, 12, seed=1)
-    a = solve(batch, kkt_form="primal")
+    a = solve(batch, kkt_form="reduced")
     b = solve(batch, kkt_form="dual")
-    assert a.info["kkt_form"] == "primal" and b.info["kkt_form"] == "dual"
+    assert a.info.kkt_form == "reduced" and b.info.kkt_form == "dual"
     assert torch.allclose(a.z, b.z, atol=1e-6)
 
 
 def test_auto_form_avoids_the_dual_form_for_singular_q() -> None:
     batch = generate("rank_deficient", 4, 30, seed=1)
-    assert solve(batch).info["kkt_form"] == "primal"
+    assert solve(batch).info.kkt_form == "reduced"
 
 
 def test_shared_matrices_give_the_same_answer_as_batched() -> None:

@@ -87,7 +87,7 @@ class InHouseAdapter(Adapter):
             lam=sol.lam.double(),
             nu=sol.nu.double(),
             iterations=sol.iterations.to("cpu", torch.int64).numpy(),
-            info=dict(sol.info),
+            info={"kkt_form": sol.info.kkt_form, "work": sol.work},
         )
 
     def differentiable_solve(self, batch: QPBatch, tolerance: Tolerance | str) -> Tensor:

@@ -1,18 +1,20 @@
-"""The in-house batched primal-dual interior-point QP solver (CPU and CUDA, float32/float64).
+"""The in-house batched proximal interior-point QP solver (CPU and CUDA, float32/float64).
 
     from qpbench.solver import solve
     sol = solve(batch)                 # batch: qpbench.QPBatch
-    sol.z, sol.lam, sol.nu, sol.status # per-problem Status codes; never NaN
+    sol.z, sol.lam, sol.nu, sol.statuses()
+
+The method is described in docs/solver.md.
 """
 
 from __future__ import annotations
 
 from qpbench.problem import QPBatch
-from qpbench.solver.pdipm import solve_batch
-from qpbench.solver.result import QPSolution
+from qpbench.solver.driver import solve_batch
+from qpbench.solver.result import QPSolution, SolveInfo, WorkCounts
 from qpbench.solver.settings import SolverSettings
 
-__all__ = ["QPSolution", "SolverSettings", "solve"]
+__all__ = ["QPSolution", "SolveInfo", "SolverSettings", "WorkCounts", "solve"]
 
 
 def solve(batch: QPBatch, settings: SolverSettings | None = None, **overrides: object) -> QPSolution:

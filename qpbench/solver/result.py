@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from qpbench.status import Status
+
+if TYPE_CHECKING:
+    from qpbench.solver.kkt.base import KKTSystem
+    from qpbench.solver.scaling import ScaledProblem
+    from qpbench.solver.settings import SolverSettings
 
 
 @dataclass
@@ -21,6 +26,47 @@ class WorkCounts:
     factorizations: int = 0  # KKT matrix factorizations
     solves: int = 0  # solves with a factorization (Newton directions, refinement passes)
     products: int = 0  # passes over the problem data (matrix-vector products of Q, G, A)
+
+
+@dataclass
+class FormGroup:
+    """The problems of the batch that one KKT form solved, with what the backward pass needs:
+    that form's system over the group (its one-time work, such as the dual form's factor of Q,
+    is reused) and the final proximal parameters."""
+
+    form: str  # the KKT form's name: "reduced" or "dual"
+    index: Tensor  # (b,) positions of the group's problems in the batch
+    kkt: KKTSystem
+    rho: Tensor  # (b,)
+    delta: Tensor  # (b,)
+
+
+@dataclass
+class SolveInfo:
+    """How the batch was solved. ``scaled`` and ``scaled_iterate`` (the final iterate, packed
+    [z, s, lam, nu] in scaled units) and ``groups`` are the state the backward pass starts from."""
+
+    settings: SolverSettings
+    seconds: float
+    iterations_loop: int  # iterations of the batch loops (summed over the form groups)
+    scaled: ScaledProblem
+    scaled_iterate: Tensor
+    absent: Tensor  # (B, m) rows without bound (h = +inf)
+    groups: list[FormGroup]
+
+    @property
+    def kkt_form(self) -> str:
+        """The form that solved the batch, or "mixed" when problems were split between forms."""
+        names = {g.form for g in self.groups}
+        return names.pop() if len(names) == 1 else "mixed"
+
+    def form_of(self) -> list[str]:
+        """The KKT form of each problem of the batch."""
+        out = [""] * int(self.scaled.batch_size)
+        for g in self.groups:
+            for i in g.index.tolist():
+                out[i] = g.form
+        return out
 
 
 @dataclass
@@ -37,7 +83,7 @@ class QPSolution:
     s: Tensor
     status: Tensor
     iterations: Tensor
-    info: dict[str, Any] = field(default_factory=dict)
+    info: SolveInfo
     work: WorkCounts = field(default_factory=WorkCounts)
 
     @property

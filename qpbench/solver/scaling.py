@@ -1,4 +1,4 @@
-"""Ruiz equilibration of a batch of QPs, per problem.
+"""Ruiz equilibration of a batch of QPs, per problem, and the rows without bound.
 
 The scaled problem uses z = D z_hat, and rows scaled by E (inequalities) and F (equalities), with
 the cost multiplied by c:
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from qpbench.problem import QPBatch
+from qpbench.problem import QPBatch, absent_rows
 
 
 @dataclass
@@ -59,8 +59,18 @@ def _safe_inv_sqrt(x: Tensor) -> Tensor:
     return torch.where(x > 0, x.clamp(1e-4, 1e4).rsqrt(), torch.ones_like(x))
 
 
-def equilibrate(batch: QPBatch, iterations: int) -> ScaledProblem:
-    """Ruiz scaling of the KKT matrix [[Q, G', A'], [G, 0, 0], [A, 0, 0]] plus cost scaling.
+def neutralize_absent_rows(G: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows without bound (h = +inf) become 0'z <= 1: always slack, multiplier 0, so the batch
+    keeps one shape. Returns (G, h, absent); copies only when there is such a row."""
+    absent = absent_rows(h)
+    if not bool(absent.any()):
+        return G, h, absent
+    return G.masked_fill(absent.unsqueeze(-1), 0.0), h.masked_fill(absent, 1.0), absent
+
+
+def equilibrate(batch: QPBatch, iterations: int, scale_cost: bool = False) -> tuple[ScaledProblem, Tensor]:
+    """Ruiz scaling of the KKT matrix [[Q, G', A'], [G, 0, 0], [A, 0, 0]], optionally followed by
+    cost scaling; returns the scaled problem and the (B, m) mask of rows without bound.
 
     The norms are computed on float32 copies of |Q|, |G|, |A| that are rescaled in place each
     pass; the data itself is scaled once at the end. Scaling factors are heuristics that need no
@@ -68,7 +78,7 @@ def equilibrate(batch: QPBatch, iterations: int) -> ScaledProblem:
     pass (measured 3.2 s of a 13 s solve at B = 64, n = m = 500 before the change).
     """
     Q, p = batch.expanded("Q"), batch.expanded("p")
-    G, h = batch.expanded("G"), batch.expanded("h")
+    G, h, absent = neutralize_absent_rows(batch.expanded("G"), batch.expanded("h"))
     A, b = batch.expanded("A"), batch.expanded("b")
     B, n = p.shape
     dt = p.dtype
@@ -91,11 +101,12 @@ def equilibrate(batch: QPBatch, iterations: int) -> ScaledProblem:
             D.mul_(d.to(dt))
             E.mul_(e.to(dt))
             F.mul_(f.to(dt))
-        # Cost scaling: bring the larger of mean |Q| column norm and |p| to about one.
-        q_norm = aQ.amax(dim=-2).mean(dim=-1).to(dt) if n else p.new_zeros(B)
-        p_norm = (p * D).abs().amax(dim=-1) if n else p.new_zeros(B)
-        gamma = torch.maximum(q_norm, p_norm)
-        c = torch.where(gamma > 0, 1.0 / gamma.clamp(1e-4, 1e4), torch.ones_like(gamma))
+        if scale_cost:
+            # Bring the larger of the mean |Q| column norm and |p| to about one.
+            q_norm = aQ.amax(dim=-2).mean(dim=-1).to(dt) if n else p.new_zeros(B)
+            p_norm = (p * D).abs().amax(dim=-1) if n else p.new_zeros(B)
+            gamma = torch.maximum(q_norm, p_norm)
+            c = torch.where(gamma > 0, 1.0 / gamma.clamp(1e-4, 1e4), torch.ones_like(gamma))
     cD = c.unsqueeze(-1) * D
     Qs = Q * cD.unsqueeze(-1)
     Qs.mul_(D.unsqueeze(-2))
@@ -103,4 +114,5 @@ def equilibrate(batch: QPBatch, iterations: int) -> ScaledProblem:
     Gs.mul_(D.unsqueeze(-2))
     As = A * F.unsqueeze(-1)
     As.mul_(D.unsqueeze(-2))
-    return ScaledProblem(Q=Qs, p=p * cD, G=Gs, h=h * E, A=As, b=b * F, D=D, E=E, F=F, c=c)
+    scaled = ScaledProblem(Q=Qs, p=p * cD, G=Gs, h=h * E, A=As, b=b * F, D=D, E=E, F=F, c=c)
+    return scaled, absent

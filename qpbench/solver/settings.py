@@ -1,4 +1,4 @@
-"""Settings of the in-house batched primal-dual interior-point solver."""
+"""Settings of the in-house proximal interior-point solver (docs/solver.md explains each)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,37 @@ from typing import Literal
 
 import torch
 
-KKTForm = Literal["auto", "primal", "dual"]
+KKTFormName = Literal["auto", "reduced", "dual"]
+KKT_FORMS: tuple[str, ...] = ("auto", "reduced", "dual")
+
+# Defaults that depend on the dtype: float32 can neither reach float64's accuracy nor carry its
+# small regularizations (1e-10 next to entries of 1 is below float32's resolution of 1.2e-7).
+_DTYPE_DEFAULTS: dict[torch.dtype, dict[str, float]] = {
+    torch.float64: {
+        "eps_abs": 1e-8,
+        "eps_rel": 1e-9,
+        "eps_infeasible": 1e-4,
+        "rho_init": 1e-6,
+        "delta_init": 1e-4,
+        "reg_floor": 1e-10,
+        "reg_finetune_floor": 1e-13,
+    },
+    torch.float32: {
+        "eps_abs": 1e-4,
+        "eps_rel": 1e-4,
+        "eps_infeasible": 1e-3,
+        "rho_init": 1e-4,
+        "delta_init": 1e-3,
+        "reg_floor": 1e-6,
+        "reg_finetune_floor": 1e-7,
+    },
+}
+_UNIT_INTERVAL = ("eps_abs", "eps_rel", "eps_infeasible", "rho_init", "delta_init", "reg_floor", "reg_finetune_floor")
 
 
 @dataclass(frozen=True)
 class SolverSettings:
-    """Tolerances default by dtype (``None``): float64 1e-8 absolute / 1e-9 relative,
-    float32 1e-4 / 1e-4, since float32 cannot reach float64 accuracy.
+    """``None`` means "the default for the batch's dtype" (see ``resolved``).
 
     A problem is solved when, in the original (unscaled) data,
     primal <= eps_abs + eps_rel * max(|Gz|, |h|, |Az|, |b|),
@@ -23,46 +47,49 @@ class SolverSettings:
 
     eps_abs: float | None = None
     eps_rel: float | None = None
-    eps_infeasible: float | None = None  # threshold of the infeasibility certificates (scaled data)
-    max_iter: int = 100
-    # 'primal' factors the n x n matrix Q + G'WG; 'dual' factors the m x m Schur complement
-    # W^-1 + G Q^-1 G' (needs a well-conditioned positive definite Q); 'auto' picks the cheaper.
-    kkt_form: KKTForm = "auto"
+    # Infeasibility and unboundedness certificates: relative tolerance of the tests on the last
+    # step, independent of eps_abs, so that they work at any accuracy (docs/solver.md).
+    eps_infeasible: float | None = None
+    max_iter: int = 200
+    # 'reduced' factors the n x n matrix Q + rho I + G'WG + A'A/delta; 'dual' the (m+k)-sized
+    # C Q^-1 C' + diag(1/W, delta) (only where Q is safely positive definite); 'auto' picks per
+    # problem the cheaper form that applies.
+    kkt_form: KKTFormName = "auto"
     scaling_iters: int = 10  # Ruiz equilibration passes (0 = off)
-    rho: float | None = None  # primal (proximal) regularization; None = by dtype
-    delta: float | None = None  # dual regularization of the equality block; None = by dtype
-    step_fraction: float = 0.99  # fraction of the step to the boundary
-    compact_below: float = 0.7  # drop converged problems from the working set below this active share
-    refine_steps: int = 1  # iterative-refinement passes against the unregularized system
-    # Test-only: extra factorizations per iteration, to prove the regression check catches a slowdown.
-    extra_factorizations: int = 0
+    scale_cost: bool = False  # also scale the objective by 1/max(|Q|, |p|) after Ruiz
+    rho_init: float | None = None  # primal proximal parameter at the start
+    delta_init: float | None = None  # dual proximal parameter at the start
+    reg_floor: float | None = None  # rho and delta are not decreased below this ...
+    reg_finetune_floor: float | None = None  # ... unless progress stalls there: then this
+    step_fraction: float = 0.99  # fraction of the step to the boundary of s, lam >= 0
+    max_factor_retries: int = 10  # consecutive failed factorizations before NUMERICAL_ERROR
+    compact_below: float = 0.7  # drop finished problems from the working set below this share
 
     def __post_init__(self) -> None:
-        for name in ("eps_abs", "eps_rel", "eps_infeasible", "rho", "delta"):
+        for name in _UNIT_INTERVAL:
             value = getattr(self, name)
-            if value is not None and not (value >= 0 and value < 1):
+            if value is not None and not (0 <= value < 1):
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        for name in ("rho_init", "delta_init", "reg_floor", "reg_finetune_floor"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
         if self.max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
-        if self.kkt_form not in ("auto", "primal", "dual"):
-            raise ValueError(f"kkt_form must be 'auto', 'primal' or 'dual', got {self.kkt_form!r}")
+        if self.kkt_form not in KKT_FORMS:
+            raise ValueError(f"kkt_form must be one of {', '.join(KKT_FORMS)}; got {self.kkt_form!r}")
         if not 0 < self.step_fraction < 1:
             raise ValueError(f"step_fraction must be in (0, 1), got {self.step_fraction}")
-        if self.scaling_iters < 0 or self.refine_steps < 0 or self.extra_factorizations < 0:
-            raise ValueError("scaling_iters, refine_steps and extra_factorizations must be >= 0")
+        if self.scaling_iters < 0:
+            raise ValueError(f"scaling_iters must be >= 0, got {self.scaling_iters}")
+        if self.max_factor_retries < 1:
+            raise ValueError(f"max_factor_retries must be >= 1, got {self.max_factor_retries}")
         if not 0 <= self.compact_below <= 1:
             raise ValueError(f"compact_below must be in [0, 1], got {self.compact_below}")
 
     def resolved(self, dtype: torch.dtype) -> SolverSettings:
         """A copy with every dtype-dependent default filled in."""
-        single = dtype == torch.float32
-        defaults = {
-            "eps_abs": 1e-4 if single else 1e-8,
-            "eps_rel": 1e-4 if single else 1e-9,
-            "eps_infeasible": 1e-3 if single else 1e-7,
-            "rho": 1e-6 if single else 1e-9,
-            "delta": 1e-6 if single else 1e-9,
-        }
+        defaults = _DTYPE_DEFAULTS[dtype]
         return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def with_updates(self, **overrides: object) -> SolverSettings:

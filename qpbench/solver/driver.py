@@ -1,0 +1,363 @@
+"""The solver's driver: split the batch by KKT form, run the iteration on each part, unscale.
+
+One iteration, on the working set of problems still running (each step is a function of its
+own module):
+
+1. residuals of the iterate and their measures in the original units  (``measures``)
+2. proximal parameters and centres moved according to the last step's progress  (``regularization``)
+3. status of each problem: solved, certified infeasible or unbounded, out of retries or iterations
+4. predictor-corrector Newton step on the regularized system  (``newton``)
+5. acceptance: problems whose factorization failed or whose new iterate is not finite keep
+   their iterate and get larger proximal parameters for the next try.
+
+Finished problems stop changing and, once enough have finished, are dropped from the working
+set (compaction). The loop synchronizes with the host once per iteration (the count of problems
+left). Every decision is per problem, so a problem's status never depends on its batch-mates.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from qpbench.problem import QPBatch
+from qpbench.solver.certificates import DataNorms, primal_infeasible, unbounded
+from qpbench.solver.kkt import DualKKT, KKTSystem, ReducedKKT, dual_form_suitable
+from qpbench.solver.linalg import cholesky
+from qpbench.solver.measures import DirectionProducts, Measures, Residuals, measure, residuals
+from qpbench.solver.newton import initial_point, predictor_corrector
+from qpbench.solver.regularization import Prox, after_failure, update
+from qpbench.solver.result import FormGroup, QPSolution, SolveInfo, WorkCounts
+from qpbench.solver.scaling import ScaledProblem, equilibrate
+from qpbench.solver.settings import SolverSettings
+from qpbench.solver.state import Iterate, select_rows
+from qpbench.solver.verify import confirmed
+from qpbench.status import Status
+
+RUNNING = int(Status.RUNNING)
+
+
+# --------------------------------------------------------------------------- form choice
+@dataclass
+class FormPlan:
+    """Which problems a form solves, and the dual form's factor of Q for them."""
+
+    form: type[KKTSystem]
+    index: Tensor
+    q_factor: Tensor | None = None
+
+
+def plan_forms(P: ScaledProblem, kkt_form: str) -> list[FormPlan]:
+    """The reduced form always applies; the dual form where Q is safely positive definite and
+    where its (m+k)-sized factorization is cheaper than the n x n one (or where it was asked for)."""
+    B, n = P.p.shape
+    r = P.G.shape[1] + P.A.shape[1]
+    everything = torch.arange(B, device=P.p.device)
+    if kkt_form == "reduced" or r == 0:
+        return [FormPlan(ReducedKKT, everything)]
+    cheaper = r**3 / 3 + 2 * r * r < r * n * n + n**3 / 3
+    if kkt_form == "auto" and not cheaper:
+        return [FormPlan(ReducedKKT, everything)]
+    suitable, L = dual_form_suitable(P.Q)
+    if kkt_form == "dual" and not bool(suitable.all()):
+        bad = torch.nonzero(~suitable).squeeze(1).tolist()
+        raise ValueError(
+            f"kkt_form='dual' needs a positive definite, well-conditioned Q; problems {bad} have none "
+            "(use kkt_form='auto' or 'reduced')"
+        )
+    dual = torch.nonzero(suitable).squeeze(1)
+    rest = torch.nonzero(~suitable).squeeze(1)
+    plans = [FormPlan(DualKKT, dual, L[dual])] if dual.numel() else []
+    return plans + ([FormPlan(ReducedKKT, rest)] if rest.numel() else [])
+
+
+def build(plan: FormPlan, P: ScaledProblem, work: WorkCounts) -> KKTSystem:
+    if plan.form is DualKKT:
+        assert plan.q_factor is not None
+        return DualKKT(P, work, plan.q_factor)
+    return ReducedKKT(P, work)
+
+
+# --------------------------------------------------------------------------- per-problem state
+@dataclass
+class Track:
+    """What the loop keeps per problem besides the iterate and the proximal state."""
+
+    best: Tensor  # (B, N) best iterate so far (lowest merit): what an unsolved problem returns
+    best_merit: Tensor  # (B,)
+    status: Tensor  # (B,) int8
+    iterations: Tensor  # (B,) int32: steps taken
+    retries: Tensor  # (B,) int32: consecutive failed factorizations or steps
+    step: Tensor  # (B, N) the last step taken (zero when the last one failed)
+    moved: Tensor  # (B,) bool: the last step was taken
+    mu_rate: Tensor  # (B,) relative decrease of mu in the last step
+    may_be_unbounded: Tensor  # (B,) bool: Q did not factor, so the problem may be unbounded below
+    origin: Tensor  # (B,) position of the problem in the whole batch
+    unconfirmed: Tensor  # (B,) int32: iterates that converged in scaled units but not on the data
+
+    @staticmethod
+    def start(it: Iterate, started: Tensor, may_be_unbounded: Tensor, origin: Tensor) -> Track:
+        B, dev = it.x.shape[0], it.x.device
+        return Track(
+            best=it.x.clone(),
+            best_merit=torch.full((B,), float("inf"), dtype=it.x.dtype, device=dev),
+            status=torch.full((B,), RUNNING, dtype=torch.int8, device=dev),
+            iterations=torch.zeros(B, dtype=torch.int32, device=dev),
+            retries=torch.where(started, 0, 1).to(torch.int32),
+            step=torch.zeros_like(it.x),
+            moved=torch.zeros(B, dtype=torch.bool, device=dev),
+            mu_rate=torch.zeros(B, dtype=it.x.dtype, device=dev),
+            may_be_unbounded=may_be_unbounded,
+            origin=origin,
+            unconfirmed=torch.zeros(B, dtype=torch.int32, device=dev),
+        )
+
+
+@dataclass
+class Working:
+    """The working set: the KKT system and every per-problem state, compacted together."""
+
+    kkt: KKTSystem
+    it: Iterate
+    prox: Prox
+    track: Track
+    norms: DataNorms
+    rows: Tensor  # (B,) working-set row -> row of the group's full state
+
+    def select(self, live: Tensor) -> Working:
+        return Working(
+            kkt=self.kkt.select(live),
+            it=Iterate(self.it.x[live], self.it.n, self.it.m),
+            prox=select_rows(self.prox, live),
+            track=select_rows(self.track, live),
+            norms=select_rows(self.norms, live),
+            rows=self.rows[live],
+        )
+
+
+def scatter_rows(full: object, part: object, idx: Tensor) -> None:
+    """Write the rows of ``part`` (a dataclass of tensors over the working set) into ``full``."""
+    for f in fields(full):  # type: ignore[arg-type]
+        value = getattr(full, f.name)
+        if isinstance(value, Tensor):
+            value[idx] = getattr(part, f.name)
+
+
+@dataclass
+class Suspects:
+    """Which certificate tests the iteration runs: problems whose progress stalled, decided at
+    the previous iteration's synchronization (the tests cost an extra pass over the data)."""
+
+    infeasible: bool = False
+    unbounded: bool = False
+
+
+# --------------------------------------------------------------------------- one iteration's steps
+def candidates(ws: Working) -> Tensor:
+    """(B, 2, N) certificate candidates: the last step and the displacement from the prox centre."""
+    return torch.stack([ws.track.step, ws.prox.displacement(ws.it)], dim=1)
+
+
+def classify(ws: Working, meas: Measures, products: DirectionProducts | None, settings: SolverSettings) -> Tensor:
+    """(B,) the status each problem has at this iterate (RUNNING if none yet).
+
+    Certificates are tested only where the residual they concern stopped improving (a stall
+    counter of the proximal state) and the problem is not feasible within tolerance: a
+    problem feasible within tolerance is not declared infeasible, whatever its step."""
+    track, prox = ws.track, ws.prox
+    status = torch.full_like(track.status, RUNNING).masked_fill(meas.converged, int(Status.SOLVED))
+    eps = float(settings.eps_infeasible)
+    if products is not None:
+        d = Iterate(candidates(ws), ws.it.n, ws.it.m)
+        P = ws.kkt.prob
+        suspect = (status == RUNNING) & track.moved & (prox.dual_stalls > 0) & (meas.primal_ratio > 1)
+        pinf = suspect & primal_infeasible(P, ws.norms, ws.it, d, products, eps)
+        status = status.masked_fill(pinf, int(Status.PRIMAL_INFEASIBLE))
+        if products.Qd is not None:
+            suspect = (status == RUNNING) & track.moved & track.may_be_unbounded & (prox.primal_stalls > 0)
+            dinf = suspect & (meas.dual_ratio > 1) & unbounded(P, ws.norms, ws.it, d, products, eps)
+            status = status.masked_fill(dinf, int(Status.DUAL_INFEASIBLE))
+    failing = (status == RUNNING) & (track.retries >= settings.max_factor_retries)
+    return status.masked_fill(failing, int(Status.NUMERICAL_ERROR))
+
+
+# Converged in scaled units this many times without the original data agreeing: the tolerance
+# is below what rounding lets the data confirm (a gap of terms of 1e8 cannot be measured to 1e-9
+# in float64, a float32 iterate cannot carry 1e-6 on larger data), so the problem stops as
+# SOLVED_INACCURATE rather than run to max_iter.
+_MAX_UNCONFIRMED = 5
+
+
+def confirm_solved(
+    ws: Working, status: Tensor, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float
+) -> Tensor:
+    """Problems that converged in scaled units are SOLVED only where the original data agree
+    (``verify``); only iterations in which some problem converged pay for the check."""
+    converging = (ws.track.status == RUNNING) & (status == int(Status.SOLVED))
+    rows = torch.nonzero(converging).squeeze(1)
+    if not rows.numel():
+        return status
+    origin = ws.track.origin[rows]
+    z, _, lam, nu = unscale(select_rows(ws.kkt.prob, rows), ws.it.x[rows], ws.it.n, ws.it.m, absent[origin])
+    ok = confirmed(original, origin, z, lam, nu, eps_abs, eps_rel)
+    refused = rows[~ok]
+    ws.track.unconfirmed = ws.track.unconfirmed.index_add(0, refused, torch.ones_like(refused, dtype=torch.int32))
+    verdict = torch.where(ws.track.unconfirmed[refused] >= _MAX_UNCONFIRMED, int(Status.SOLVED_INACCURATE), RUNNING)
+    return status.index_put((refused,), verdict.to(status.dtype))
+
+
+def settle(ws: Working, meas: Measures, status: Tensor, last: bool) -> None:
+    """Record the best iterate and the statuses reached at this iterate."""
+    track, x = ws.track, ws.it.x
+    running = track.status == RUNNING
+    improved = running & (meas.merit < track.best_merit)
+    track.best_merit = torch.where(improved, meas.merit, track.best_merit)
+    if last:
+        status = status.masked_fill(status == RUNNING, int(Status.MAX_ITER))
+    finishing = running & (status != RUNNING)
+    # A converged or certified problem returns this iterate; one that gives up, its best.
+    gives_up = (status == int(Status.MAX_ITER)) | (status == int(Status.NUMERICAL_ERROR))
+    track.best = torch.where((improved | (finishing & ~gives_up)).unsqueeze(-1), x, track.best)
+    track.status = torch.where(finishing, status, track.status)
+
+
+def take_step(ws: Working, r: Residuals, settings: SolverSettings) -> None:
+    """One predictor-corrector step; where it failed (factorization, non-finite iterate) the
+    problem keeps its iterate and gets larger proximal parameters for its next try."""
+    it, track = ws.it, ws.track
+    active = track.status == RUNNING
+    st = predictor_corrector(ws.kkt, it, ws.prox, r, settings.step_fraction)
+    taken = st.scaled(it.n, it.m)
+    cand = it.x + taken
+    take = active & st.ok & torch.isfinite(cand).all(-1)
+    failed = active & ~take
+    ws.prox = after_failure(ws.prox, failed)
+    keep = take.unsqueeze(-1)
+    mu_before = it.mu()
+    ws.it = it = Iterate(torch.where(keep, cand, it.x), it.n, it.m)
+    tiny = torch.finfo(it.x.dtype).tiny
+    if it.m:
+        it.s_lam.clamp_(min=tiny)
+    track.mu_rate = ((mu_before - it.mu()) / mu_before.clamp_min(tiny)).clamp_min(0)
+    track.step = torch.where(keep, taken, 0.0)
+    track.moved = take
+    track.retries = torch.where(failed, track.retries + 1, torch.where(take, 0, track.retries))
+    track.iterations = track.iterations + take.to(torch.int32)
+    ws.kkt.work.iterations += 1
+
+
+# --------------------------------------------------------------------------- the loop
+@dataclass
+class Outcome:
+    x: Tensor  # (b, N) returned scaled iterate
+    status: Tensor
+    iterations: Tensor
+    rho: Tensor
+    delta: Tensor
+    loops: int
+
+
+def start(kkt: KKTSystem, norms: DataNorms, origin: Tensor, settings: SolverSettings) -> Working:
+    """The initial working set: initial point, proximal state, per-problem tracking."""
+    P = kkt.prob
+    B = P.batch_size
+    primal_prox = not isinstance(kkt, DualKKT)
+    # A problem whose Q is positive definite (it factors) is bounded below on its feasible set:
+    # it is never declared unbounded, however ill-conditioned Q is.
+    if primal_prox:
+        may_be_unbounded = ~cholesky(P.Q.clone(memory_format=torch.contiguous_format), overwrite=True)[1]
+    else:
+        may_be_unbounded = torch.zeros(B, dtype=torch.bool, device=P.p.device)
+    prox = Prox.initial(Iterate(P.p.new_zeros(B, 0), 0, 0), settings, primal_prox)  # parameters only
+    it, started = initial_point(kkt, prox)
+    prox = after_failure(Prox.initial(it, settings, primal_prox), ~started)
+    track = Track.start(it, started, may_be_unbounded, origin)
+    return Working(kkt, it, prox, track, norms, torch.arange(B, device=P.p.device))
+
+
+def run_form(
+    kkt: KKTSystem, norms: DataNorms, origin: Tensor, original: QPBatch, absent: Tensor, settings: SolverSettings
+) -> Outcome:
+    """Iterate until every problem of the group has a status (see the module docstring)."""
+    eps_abs, eps_rel = float(settings.eps_abs), float(settings.eps_rel)
+    ws = start(kkt, norms, origin, settings)
+    # The group's state, into which the working set is written back when it shrinks and at the end.
+    everyone = ws.rows.clone()
+    full_track, full_prox = select_rows(ws.track, everyone), select_rows(ws.prox, everyone)
+    suspects = Suspects()
+    loops = 0
+    for iteration in range(settings.max_iter + 1):
+        dirs = candidates(ws) if suspects.infeasible or suspects.unbounded else None
+        r, products = residuals(ws.kkt, ws.it, dirs, suspects.unbounded)
+        meas = measure(ws.kkt.prob, ws.it, r, eps_abs, eps_rel)
+        if iteration > 0:
+            ws.prox = update(ws.prox, ws.kkt.prob, ws.it, meas, ws.track.mu_rate, ws.track.moved, iteration)
+        status = confirm_solved(ws, classify(ws, meas, products, settings), original, absent, eps_abs, eps_rel)
+        settle(ws, meas, status, last=iteration == settings.max_iter)
+        active = ws.track.status == RUNNING
+        # The iteration's one host synchronization: problems left, and which tests are due.
+        stalled_primal = active & (ws.prox.dual_stalls > 0)
+        stalled_dual = active & (ws.prox.primal_stalls > 0) & ws.track.may_be_unbounded
+        n_live, n_pinf, n_dinf = torch.stack([active.sum(), stalled_primal.sum(), stalled_dual.sum()]).tolist()
+        suspects = Suspects(infeasible=n_pinf > 0, unbounded=n_dinf > 0)
+        if n_live == 0 or iteration == settings.max_iter:
+            break
+        if n_live < settings.compact_below * active.numel():
+            scatter_rows(full_track, ws.track, ws.rows)
+            scatter_rows(full_prox, ws.prox, ws.rows)
+            live = torch.nonzero(active).squeeze(1)
+            r = select_rows(r, live)
+            ws = ws.select(live)
+        take_step(ws, r, settings)
+        loops += 1
+    scatter_rows(full_track, ws.track, ws.rows)
+    scatter_rows(full_prox, ws.prox, ws.rows)
+    return Outcome(full_track.best, full_track.status, full_track.iterations, full_prox.rho, full_prox.delta, loops)
+
+
+# --------------------------------------------------------------------------- the whole batch
+def unscale(P: ScaledProblem, x: Tensor, n: int, m: int, absent: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(z, s, lam, nu) in the original units; rows without bound get lam = 0, s = +inf."""
+    it = Iterate(x, n, m)
+    c = P.c.unsqueeze(-1)
+    z = it.z * P.D
+    s = (it.s / P.E).masked_fill(absent, float("inf"))
+    lam = (it.lam * P.E / c).masked_fill(absent, 0.0)
+    nu = it.nu * P.F / c
+    return z, s, lam, nu
+
+
+@torch.no_grad()  # the iterations are not differentiated: gradients come from qpbench.layer.QPFunction
+def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
+    t0 = time.perf_counter()
+    settings = settings.resolved(batch.dtype)
+    P, absent = equilibrate(batch, settings.scaling_iters, settings.scale_cost)
+    norms = DataNorms.of(batch, absent)
+    B, n, m, k = P.batch_size, batch.n, batch.m, batch.k
+    N = n + 2 * m + k
+    x = P.p.new_zeros(B, N)
+    status = torch.full((B,), RUNNING, dtype=torch.int8, device=P.p.device)
+    iterations = torch.zeros(B, dtype=torch.int32, device=P.p.device)
+    work = WorkCounts()
+    groups: list[FormGroup] = []
+    loops = 0
+    for plan in plan_forms(P, settings.kkt_form):
+        kkt = build(plan, P.select(plan.index), work)
+        out = run_form(kkt, select_rows(norms, plan.index), plan.index, batch, absent, settings)
+        x[plan.index], status[plan.index], iterations[plan.index] = out.x, out.status, out.iterations
+        groups.append(FormGroup(kkt.name, plan.index, kkt, out.rho, out.delta))
+        loops += out.loops
+    z, s, lam, nu = unscale(P, x, n, m, absent)
+    info = SolveInfo(
+        settings=settings,
+        seconds=time.perf_counter() - t0,
+        iterations_loop=loops,
+        scaled=P,
+        scaled_iterate=x,
+        absent=absent,
+        groups=groups,
+    )
+    return QPSolution(z=z, lam=lam, nu=nu, s=s, status=status, iterations=iterations, info=info, work=work)

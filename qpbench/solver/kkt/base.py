@@ -1,0 +1,124 @@
+"""The interface every KKT form implements, and the products both forms share.
+
+Each Newton step of the proximal interior-point method, the initial point and the backward pass
+solve, for (dz, dlam, dnu), the regularized system with the slacks eliminated
+
+    (Q + rho I) dz + G' dlam + A' dnu = a
+    G dz - (s/lam + delta) dlam       = g
+    A dz - delta dnu                  = e
+
+with per-problem proximal parameters rho, delta > 0. The inverse weights s/lam + delta are
+bounded below by delta, so the weights stay below 1/delta. A form factors this system one way
+(``factor``) and solves it for right-hand sides (``solve``); right-hand sides are split into the
+part shared by the predictor and the corrector (``shared_rhs``, depending on a and e) and g.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from qpbench.solver.result import WorkCounts
+from qpbench.solver.scaling import ScaledProblem
+
+
+@dataclass
+class SharedRHS:
+    """The parts of a right-hand side that depend only on a and e (the form's own precomputation)."""
+
+    a: Tensor  # (B, n)
+    e: Tensor  # (B, k)
+    extra: Tensor | None = None  # form-specific: the dual form keeps [Q^-1 a; C Q^-1 a]
+
+
+@dataclass
+class Direction:
+    """A solution of the system; ``Gdz`` is G dz where the form computed it anyway (else None)."""
+
+    dz: Tensor | None  # None when the caller said it needs only the multipliers
+    Gdz: Tensor | None
+    dlam: Tensor
+    dnu: Tensor
+
+
+class KKTSystem(abc.ABC):
+    """A factorization of the system above for a working set of problems.
+
+    Also holds the products with the problem data that the iteration needs, in one layout for
+    both forms: ``QCt = [Q, G', A']`` (B, n, n+m+k), so that Q x, G x and A x of several row
+    vectors x come from one pass over the data, and C = [G; A] (B, m+k, n) for C' y.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, prob: ScaledProblem, work: WorkCounts) -> None:
+        self.prob = prob
+        self.work = work
+        self.n, self.m, self.k = prob.Q.shape[-1], prob.G.shape[1], prob.A.shape[1]
+        self.C = torch.cat([prob.G, prob.A], dim=1) if self.k else prob.G  # (B, m+k, n)
+        self.QCt = torch.cat([prob.Q, self.C.mT], dim=2)  # (B, n, n+m+k)
+
+    @property
+    def batch_size(self) -> int:
+        return self.prob.batch_size
+
+    # ------------------------------------------------------------------ products
+    def forward_products(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Q x, G x, A x for row vectors x (B, r, n): one pass over [Q, G', A']."""
+        self.work.products += self.batch_size
+        out = torch.matmul(rows, self.QCt)
+        n, m = self.n, self.m
+        return out[..., :n], out[..., n : n + m], out[..., n + m :]
+
+    def adjoint_products(self, rows: Tensor) -> Tensor:
+        """C' y for row vectors y = [lam, nu] (B, r, m+k): one pass over C."""
+        self.work.products += self.batch_size
+        return torch.matmul(rows, self.C)
+
+    # ------------------------------------------------------------------ the form
+    @abc.abstractmethod
+    def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Tensor:
+        """Factor at inverse weights w_inv = s/lam + delta (B, m) and rho, delta (B,); returns
+        the (B,) flags of the problems whose factorization succeeded (the others' solves are
+        garbage and must be masked by the caller)."""
+
+    @abc.abstractmethod
+    def shared_rhs(self, a: Tensor, e: Tensor) -> SharedRHS:
+        """Precompute what the solves for (a, e, g) with different g have in common."""
+
+    @abc.abstractmethod
+    def solve(self, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
+        """Solve with the last factorization; without ``want_z`` a form may skip dz."""
+
+    @abc.abstractmethod
+    def select(self, idx: Tensor) -> KKTSystem:
+        """The same system for the problems ``idx`` only (compaction of the working set)."""
+
+    def solve_refined(
+        self, a: Tensor, e: Tensor, g: Tensor, w_inv: Tensor, rho: Tensor, delta: Tensor, steps: int
+    ) -> Direction:
+        """Solve with the last factorization, then ``steps`` passes of iterative refinement
+        against the system with the given w_inv, rho and delta (which may differ from those
+        factored: the factorization then acts as a preconditioner)."""
+        d = self.solve(self.shared_rhs(a, e), g)
+        assert d.dz is not None
+        dz, dlam, dnu = d.dz, d.dlam, d.dnu
+        for _ in range(steps):
+            Qd, Gd, Ad = (t[:, 0] for t in self.forward_products(dz.unsqueeze(-2)))
+            Cty = self.adjoint_products(torch.cat([dlam, dnu], dim=1).unsqueeze(-2))[:, 0]
+            ra = a - Qd - rho.unsqueeze(-1) * dz - Cty
+            rg = g - Gd + w_inv * dlam
+            re = e - Ad + delta.unsqueeze(-1) * dnu
+            c = self.solve(self.shared_rhs(ra, re), rg)
+            assert c.dz is not None
+            dz, dlam, dnu = dz + c.dz, dlam + c.dlam, dnu + c.dnu
+        return Direction(dz=dz, Gdz=None, dlam=dlam, dnu=dnu)
+
+    def _select_common(self, new: KKTSystem, idx: Tensor) -> None:
+        new.prob, new.work = self.prob.select(idx), self.work
+        new.n, new.m, new.k = self.n, self.m, self.k
+        new.C, new.QCt = self.C[idx], self.QCt[idx]

@@ -1,0 +1,120 @@
+"""The dual ((m+k) x (m+k)) form, for problems whose Q is safely positive definite.
+
+dz is eliminated instead of the multipliers: dz = Q^-1 (a - C' dy) with C = [G; A],
+dy = [dlam; dnu], and
+
+    (C Q^-1 C' + diag(s/lam + delta, delta)) dy = C Q^-1 a - [g; e].
+
+Q is factored once per solve, Y' = C Q^-1 and K = C Q^-1 C' are formed once (two triangular
+solves from the right and one product), so an iteration factors only the (m+k)-sized matrix
+((m+k)^3/3 flops). No primal proximal term is needed (rho = 0: Q itself is strongly convex), so
+Q^-1 a has the closed form used by ``newton_rhs``; the dual proximal parameter delta keeps
+the matrix positive definite when C has dependent rows.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from qpbench.solver.kkt.base import Direction, KKTSystem, SharedRHS
+from qpbench.solver.linalg import cholesky, cholesky_solve
+from qpbench.solver.result import WorkCounts
+from qpbench.solver.scaling import ScaledProblem
+
+# The dual form applies Q^-1 (through Y = Q^-1 C'): it loses about cond(Q) * eps of accuracy, so
+# it is used only below these condition numbers.
+_COND_LIMIT = {torch.float64: 1e7, torch.float32: 1e3}
+
+
+def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8) -> Tensor:
+    """(B,) estimate of cond(Q) by power iteration on Q and inverse iteration with its factor L.
+
+    Both iterations approach their extreme eigenvalue from below, so this slightly underestimates;
+    a handful of steps lands within a small factor, which is all the form choice needs.
+    """
+    g = torch.Generator(device="cpu").manual_seed(0)
+    v = torch.rand(Q.shape[0], Q.shape[-1], generator=g, dtype=torch.float64).to(Q) + 0.5
+    u = v.clone()
+    big = small = Q.new_ones(Q.shape[0])
+    for _ in range(steps):
+        v = torch.matmul(v.unsqueeze(-2), Q).squeeze(-2)
+        big = v.norm(dim=-1)
+        v = v / big.clamp_min(1e-300).unsqueeze(-1)
+        u = cholesky_solve(L, u)
+        small = u.norm(dim=-1)
+        u = u / small.clamp_min(1e-300).unsqueeze(-1)
+    return big * small
+
+
+def dual_form_suitable(Q: Tensor) -> tuple[Tensor, Tensor]:
+    """(B,) bool: Q is positive definite with a modest condition number; and its Cholesky factor
+    (the identity where it failed), which the dual form reuses."""
+    L, ok = cholesky(Q.clone(memory_format=torch.contiguous_format), overwrite=True)
+    if not bool(ok.all()):
+        L = torch.where(ok.view(-1, 1, 1), L, torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device))
+    return ok & (condition_estimate(Q, L) < _COND_LIMIT[Q.dtype]), L
+
+
+class DualKKT(KKTSystem):
+    name = "dual"
+
+    def __init__(self, prob: ScaledProblem, work: WorkCounts, q_factor: Tensor) -> None:
+        """``q_factor``: the Cholesky factor of Q (from ``dual_form_suitable``)."""
+        super().__init__(prob, work)
+        self.Lq = q_factor
+        # Y' = C Q^-1 and K = C Y from two triangular solves from the right (row layout, no
+        # transposed copies) and one product. S = [Y', K] makes [Y dy; K dy] one product dy' S.
+        X = torch.linalg.solve_triangular(self.Lq.mT, self.C, upper=True, left=False)  # C L^-T
+        Yt = torch.linalg.solve_triangular(self.Lq, X, upper=False, left=False)  # C Q^-1
+        self.K = torch.matmul(X, X.mT)  # (B, m+k, m+k)
+        self.S = torch.cat([Yt, self.K], dim=2)  # (B, m+k, n+m+k)
+        self._qp: Tensor | None = None  # [Q^-1 p; C Q^-1 p], for newton_rhs
+        self._work: Tensor | None = None  # the factorization's buffer, reused every iteration
+        self._L: Tensor | None = None
+
+    def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Tensor:
+        self.work.factorizations += self.batch_size
+        # One buffer, overwritten by each factorization: a fresh 10 MB copy per iteration was
+        # measured several times slower than copying into a reused one.
+        if self._work is None:
+            self._work = torch.empty_like(self.K)
+        M = self._work.copy_(self.K)
+        diag = M.diagonal(dim1=-2, dim2=-1)
+        diag[:, : self.m].add_(w_inv)
+        diag[:, self.m :].add_(delta.unsqueeze(-1))
+        self._L, ok = cholesky(M, overwrite=True)
+        return ok
+
+    def shared_rhs(self, a: Tensor, e: Tensor) -> SharedRHS:
+        v = cholesky_solve(self.Lq, a)
+        Cv = torch.matmul(v.unsqueeze(-2), self.C.mT).squeeze(-2)
+        return SharedRHS(a=a, e=e, extra=torch.cat([v, Cv], dim=1))
+
+    def newton_rhs(self, z: Tensor, Cz: Tensor, y: Tensor, r_d: Tensor, e: Tensor) -> SharedRHS:
+        """``shared_rhs(-r_d, e)`` at the iterate (z, y = [lam; nu]) with C z = Cz, where
+        r_d = Q z + p + C'y: then Q^-1 (-r_d) = -z - Q^-1 p - Y y and C Q^-1 (-r_d) =
+        -C z - C Q^-1 p - K y, one product y' S instead of two triangular solves and a product."""
+        if self._qp is None:
+            qp = cholesky_solve(self.Lq, self.prob.p)
+            self._qp = torch.cat([qp, torch.matmul(qp.unsqueeze(-2), self.C.mT).squeeze(-2)], dim=1)
+        extra = -(torch.cat([z, Cz], dim=1) + self._qp + torch.matmul(y.unsqueeze(-2), self.S).squeeze(-2))
+        return SharedRHS(a=-r_d, e=e, extra=extra)
+
+    def solve(self, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
+        assert self._L is not None and rhs.extra is not None, "factor before solving"
+        self.work.solves += self.batch_size
+        n, m = self.n, self.m
+        dy = cholesky_solve(self._L, rhs.extra[:, n:] - torch.cat([g, rhs.e], dim=1))
+        if not want_z:
+            return Direction(dz=None, Gdz=None, dlam=dy[:, :m], dnu=dy[:, m:])
+        zC = rhs.extra - torch.matmul(dy.unsqueeze(-2), self.S).squeeze(-2)  # [dz; C dz]
+        return Direction(dz=zC[:, :n], Gdz=zC[:, n : n + m], dlam=dy[:, :m], dnu=dy[:, m:])
+
+    def select(self, idx: Tensor) -> DualKKT:
+        new = object.__new__(DualKKT)
+        self._select_common(new, idx)
+        new.Lq, new.K, new.S = self.Lq[idx], self.K[idx], self.S[idx]
+        new._qp = None if self._qp is None else self._qp[idx]
+        new._work = new._L = None
+        return new

@@ -1,0 +1,64 @@
+"""Per-problem state of the iteration, as dataclasses of tensors whose first dimension is the
+working set: compaction selects rows of every field at once (``select_rows``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+
+T = TypeVar("T")
+
+
+def select_rows(state: T, idx: Tensor) -> T:
+    """A copy of a dataclass with every tensor field restricted to the rows ``idx``."""
+    picked = {f.name: getattr(state, f.name)[idx] for f in fields(state) if isinstance(getattr(state, f.name), Tensor)}
+    return replace(state, **picked)
+
+
+@dataclass
+class Iterate:
+    """(z, s, lam, nu) packed in one (B, n + 2m + k) tensor, so that the per-iteration updates
+    (step, finiteness test, keeping the best iterate) are one op each instead of four."""
+
+    x: Tensor
+    n: int
+    m: int
+
+    @staticmethod
+    def pack(z: Tensor, s: Tensor, lam: Tensor, nu: Tensor) -> Iterate:
+        return Iterate(torch.cat([z, s, lam, nu], dim=1), z.shape[1], s.shape[1])
+
+    @property
+    def z(self) -> Tensor:
+        return self.x[..., : self.n]
+
+    @property
+    def s(self) -> Tensor:
+        return self.x[..., self.n : self.n + self.m]
+
+    @property
+    def lam(self) -> Tensor:
+        return self.x[..., self.n + self.m : self.n + 2 * self.m]
+
+    @property
+    def nu(self) -> Tensor:
+        return self.x[..., self.n + 2 * self.m :]
+
+    @property
+    def y(self) -> Tensor:
+        """[lam, nu]: all multipliers, in the order of C = [G; A]."""
+        return self.x[..., self.n + self.m :]
+
+    @property
+    def s_lam(self) -> Tensor:
+        """[s, lam]: the variables that must stay positive."""
+        return self.x[..., self.n : self.n + 2 * self.m]
+
+    def mu(self) -> Tensor:
+        """(B,) average complementarity s'lam / m (0 without inequalities)."""
+        if not self.m:
+            return self.x.new_zeros(self.x.shape[0])
+        return (self.s * self.lam).sum(-1) / self.m
