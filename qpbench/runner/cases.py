@@ -88,7 +88,8 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         clean[key] = _check_setting(key, value, "command line")
     if not clean:
         return suite
-    return replace(suite, groups=tuple(replace(group, **clean) for group in suite.groups))
+    groups = tuple(replace(group, **clean, overridden=group.overridden | set(clean)) for group in suite.groups)
+    return replace(suite, groups=groups)
 
 
 def expand(suite: Suite) -> list[Case]:
@@ -154,7 +155,7 @@ def _test_set_problems(group: CaseGroup) -> list[str]:
     return list(maros_meszaros.list_problems(max_n=group.max_n, max_rows=group.max_rows))
 
 
-def _generator(family: str) -> Callable[..., QPBatch]:
+def generator(family: str) -> Callable[..., QPBatch]:
     """``module:function`` names a generator outside the registry (tests, experiments)."""
     if ":" in family:
         module, _, attr = family.partition(":")
@@ -179,7 +180,7 @@ def build_batch(case: Case) -> QPBatch:
         if case.batch_size == 1:
             return single
         return QPBatch.concat([single] * case.batch_size, name=single.name)
-    make = _generator(case.family)
+    make = generator(case.family)
     return make(
         batch_size=case.batch_size,
         n=case.n,
