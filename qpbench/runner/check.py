@@ -12,6 +12,7 @@ The result is a :class:`RunPlan`: the suite's cases with each case's solvers res
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 
 from qpbench.runner.cases import Case, expand, generator
@@ -86,12 +87,20 @@ def _check_family(group: CaseGroup) -> None:
         make = generator(family)
     except ValueError as exc:
         raise ValueError(f"{group.origin('family')}: {exc}") from None
-    size_key = "sizes" if "sizes" in group.given else "n"
     for n, m, k in group.sizes:
         reason = _fixed_size_conflict(family, n, m, k) or _trial_build_failure(make, n, m, k, group.seeds[0])
         if reason:
             shown = ", ".join(f"{key}={value}" for key, value in (("n", n), ("m", m), ("k", k)) if value is not None)
-            raise ValueError(f"{group.origin(size_key)}: family {family!r} rejects ({shown}): {reason}")
+            origin = group.origin(_size_key(group, reason))
+            raise ValueError(f"{origin}: family {family!r} rejects ({shown}): {reason}")
+
+
+def _size_key(group: CaseGroup, reason: str) -> str:
+    """The key to point at: 'sizes', else the one of n, m, k the reason starts with (else 'n')."""
+    if "sizes" in group.given:
+        return "sizes"
+    named = re.match(r"\s*(n|m|k)\b", reason)
+    return named.group(1) if named and named.group(1) in group.given else "n"
 
 
 def _fixed_size_conflict(family: str, n: int, m: int | None, k: int | None) -> str | None:

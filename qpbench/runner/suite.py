@@ -98,7 +98,7 @@ class CaseGroup:
     def origin(self, key: str) -> str:
         """Where this group's ``key`` was set: the command line, the group's table, or the top level."""
         if key in self.overridden:
-            return f"command line ({key!r}, for every group)"
+            return f"command line ({key!r})"
         if key in self.given or not self.where:
             return f"{self.where}: {key!r}"
         suite_part = self.where.rsplit(": ", 1)[0]
