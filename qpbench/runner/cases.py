@@ -7,7 +7,6 @@ finds the rows it already has.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import product
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from qpbench.problem import QPBatch
+from qpbench.runner.specs import import_object
 from qpbench.runner.suite import TEST_SETS, CaseGroup, Suite, _check_setting
 
 # Settings a command line may override for every group of a suite.
@@ -158,11 +158,7 @@ def _test_set_problems(group: CaseGroup) -> list[str]:
 def generator(family: str) -> Callable[..., QPBatch]:
     """``module:function`` names a generator outside the registry (tests, experiments)."""
     if ":" in family:
-        module, _, attr = family.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"family {family!r} cannot be imported: {exc}") from None
+        return import_object(family, "family")
     from qpbench.generators import generate
 
     def registry_family(**kwargs: Any) -> QPBatch:

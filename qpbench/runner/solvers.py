@@ -2,8 +2,8 @@
 
 ``module:Class`` (or ``module:factory``) imports an adapter that is not in the registry: a user
 benchmarks a solver of their own without packaging it, and tests use it for misbehaving adapters.
-The module is looked up on ``sys.path`` and then in the working directory, as ``python -m`` would
-find it. Such a spec works in worker processes too, since only the string crosses over.
+The module may sit in the working directory (:mod:`qpbench.runner.specs`). Such a spec works in
+worker processes too, since only the string crosses over.
 
 Rows are labelled with the adapter's own ``name``, never with the spec, so two specs for one name
 (or a user adapter named like a shipped one) are refused before the run.
@@ -12,12 +12,10 @@ Rows are labelled with the adapter's own ``name``, never with the spec, so two s
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import os
-import sys
 from dataclasses import dataclass
 
 from qpbench.adapters.base import Adapter
+from qpbench.runner.specs import import_object
 from qpbench.runner.suite import ALL_AVAILABLE, ALL_BATCHED
 
 SELECTORS = (ALL_AVAILABLE, ALL_BATCHED)
@@ -42,32 +40,12 @@ def resolve_adapter(spec: str) -> Adapter:
 
 
 def _import_adapter(spec: str) -> Adapter:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"solver {spec!r}: expected 'module:Class' (e.g. myadapters:MySolver)")
-    _search_working_directory()
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(
-            f"solver {spec!r} cannot be imported: {type(exc).__name__}: {exc} "
-            f"(searched sys.path and the working directory {os.getcwd()})"
-        ) from None
-    adapter = factory()
+    adapter = import_object(spec, "solver")()
     if not isinstance(adapter, Adapter):
         raise ValueError(f"solver {spec!r} is not a qpbench Adapter (got {type(adapter).__name__})")
     if not isinstance(adapter.name, str) or not adapter.name:
         raise ValueError(f"solver {spec!r}: the adapter has no 'name' (set the class attribute name = \"...\")")
     return adapter
-
-
-def _search_working_directory() -> None:
-    """Let ``module:Class`` find a module in the working directory, after everything installed
-    (appended, so a stray file there never shadows a package qpbench imports)."""
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.append(cwd)
-        importlib.invalidate_caches()
 
 
 def expand_selectors(selectors: tuple[str, ...] | list[str]) -> list[str]:
