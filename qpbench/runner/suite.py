@@ -91,7 +91,8 @@ class CaseGroup:
     time_limit: float
     reference: bool
     # Where each setting came from, for error messages (not part of the suite's record).
-    where: str = field(default="", compare=False)  # "suite x.toml: cases[1]"
+    source: str = field(default="", compare=False)  # "suite problems/x.toml"
+    label: str = field(default="", compare=False)  # "cases[1]"
     given: frozenset[str] = field(default=frozenset(), compare=False)  # keys set in this table
     overridden: frozenset[str] = field(default=frozenset(), compare=False)  # keys the command line set
 
@@ -99,13 +100,12 @@ class CaseGroup:
         """Where this group's ``key`` was set: the command line, the group's table, or the top level."""
         if key in self.overridden:
             return f"command line ({key!r})"
-        if key in self.given or not self.where:
-            return f"{self.where}: {key!r}"
-        suite_part = self.where.rsplit(": ", 1)[0]
-        return f"{suite_part}: {key!r} (top level, used by {self.where.rsplit(': ', 1)[-1]})"
+        if key in self.given:
+            return f"{self.source}: {self.label}: {key!r}"
+        return f"{self.source}: {key!r} (top level, used by {self.label})"
 
 
-BOOKKEEPING = ("where", "given", "overridden")
+BOOKKEEPING = ("source", "label", "given", "overridden")
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,8 @@ def parse_suite(data: dict[str, Any], name: str, path: Path | None = None) -> Su
     groups_data = data.get("cases")
     if not isinstance(groups_data, list) or not groups_data:
         raise ValueError(f"suite {where}: 'cases' needs at least one [[cases]] table")
-    groups = tuple(_parse_group(group, defaults, f"suite {where}: cases[{i}]") for i, group in enumerate(groups_data))
+    source = f"suite {where}"
+    groups = tuple(_parse_group(group, defaults, source, f"cases[{i}]") for i, group in enumerate(groups_data))
     return Suite(name=name, description=description, path=Path(path or name), groups=groups, threads=threads)
 
 
@@ -274,7 +275,8 @@ def _parse_sizes(group: dict[str, Any], where: str) -> tuple[tuple[int, int | No
     return tuple((n, m, k) for n in ns for m in ms for k in ks)  # type: ignore[misc]
 
 
-def _parse_group(group: Any, defaults: dict[str, Any], where: str) -> CaseGroup:
+def _parse_group(group: Any, defaults: dict[str, Any], source: str, label: str) -> CaseGroup:
+    where = f"{source}: {label}"
     if not isinstance(group, dict):
         raise ValueError(f"{where}: must be a table")
     _reject_unknown(group, set(SETTINGS) | set(GROUP_ONLY), where)
@@ -313,7 +315,8 @@ def _parse_group(group: Any, defaults: dict[str, Any], where: str) -> CaseGroup:
         max_n=max_n,
         max_rows=max_rows,
         **settings,
-        where=where,
+        source=source,
+        label=label,
         given=frozenset(group),
     )
 
