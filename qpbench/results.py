@@ -101,7 +101,7 @@ COLUMNS: dict[str, str] = {
 
 
 class ResultsFileWarning(UserWarning):
-    """A results file needed repair (a torn last line); what was done is in the message."""
+    """A results file holds a torn row (a crash mid-write); the message says where and what is used."""
 
 
 def write_row(results_dir: Path, row: Mapping[str, Any]) -> None:
@@ -132,7 +132,12 @@ def _json_default(obj: Any) -> Any:
 @dataclass
 class ParsedResults:
     rows: list[dict[str, Any]] = field(default_factory=list)
-    repairs: list[str] = field(default_factory=list)  # what a rewrite fixes, one sentence each
+    texts: list[str] = field(default_factory=list)  # each row's line as written (a repair keeps it byte for byte)
+    damage: list[str] = field(default_factory=list)  # torn rows found, one sentence each
+
+    def keep(self, row: dict[str, Any], text: str) -> None:
+        self.rows.append(row)
+        self.texts.append(text)
 
 
 def parse_results(text: str, path: Path) -> ParsedResults:
@@ -157,21 +162,22 @@ def parse_results(text: str, path: Path) -> ParsedResults:
                     f"{path}: line {number} is not a results row ({line[:80]!r}...); the file is damaged: "
                     "fix or remove that line"
                 )
-            parsed.repairs.append(
+            parsed.damage.append(
                 f"line {number} holds a torn row ({dropped} characters) followed by a complete row; "
                 "only the complete row is used"
             )
-        parsed.rows.append(row)
+            line = line[dropped:]
+        parsed.keep(row, line)
     if tail.strip():
         row = _as_row(tail)
         if row is None:
-            parsed.repairs.append(
+            parsed.damage.append(
                 f"the last line is a torn row ({len(tail)} characters; a run stopped mid-write): it is left out, "
                 "and a resume measures that row again"
             )
         else:
-            parsed.rows.append(row)
-            parsed.repairs.append("the last row has no newline after it")
+            parsed.keep(row, tail)
+            parsed.damage.append("the last row has no newline after it")
     return parsed
 
 
@@ -207,8 +213,8 @@ def _read_results(results_dir: Path) -> ParsedResults:
 def read_rows(results_dir: Path) -> list[dict[str, Any]]:
     """Every complete row, in file order; a torn last line is skipped with a ResultsFileWarning."""
     parsed = _read_results(results_dir)
-    for repair in parsed.repairs:
-        warnings.warn(f"{Path(results_dir) / RESULTS_FILE}: {repair}", ResultsFileWarning, stacklevel=2)
+    for damage in parsed.damage:
+        warnings.warn(f"{Path(results_dir) / RESULTS_FILE}: {damage}", ResultsFileWarning, stacklevel=2)
     return parsed.rows
 
 
@@ -216,10 +222,9 @@ def repair_results(results_dir: Path) -> list[str]:
     """Rewrite ``results.jsonl`` without torn rows (atomically), so that appending is safe; returns
     what was repaired (empty: nothing to do). Every complete row is kept, in order."""
     parsed = _read_results(results_dir)
-    if parsed.repairs:
-        text = "".join(json.dumps(row, default=_json_default) + "\n" for row in parsed.rows)
-        _write_atomically(Path(results_dir) / RESULTS_FILE, text)
-    return parsed.repairs
+    if parsed.damage:
+        _write_atomically(Path(results_dir) / RESULTS_FILE, "".join(text + "\n" for text in parsed.texts))
+    return parsed.damage
 
 
 def _write_atomically(path: Path, text: str) -> None:

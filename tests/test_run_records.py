@@ -220,7 +220,7 @@ def test_a_torn_last_line_is_repaired_on_resume_and_no_row_is_lost(tmp_path: Pat
     text = (out / RESULTS_FILE).read_text()
     assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())  # every line a whole row
     assert sorted(keys(out)) == sorted((r["case_id"], r["solver"], r["tolerance"]) for r in complete)
-    assert read_rows(out)[:5] == complete[:5]
+    assert text.splitlines(keepends=True)[:5] == lines[:5]  # the complete rows kept byte for byte
 
 
 def test_a_row_merged_into_a_torn_line_by_an_older_qpbench_is_recovered(tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ def test_a_row_merged_into_a_torn_line_by_an_older_qpbench_is_recovered(tmp_path
     lines = [json.dumps(r) for r in rows]
     text = lines[0] + "\n" + lines[1][:20] + lines[2] + "\n"
     parsed = parse_results(text, Path("x"))
-    assert parsed.rows == [rows[0], rows[2]] and "holds a torn row (20 characters)" in parsed.repairs[0]
+    assert parsed.rows == [rows[0], rows[2]] and "holds a torn row (20 characters)" in parsed.damage[0]
     (tmp_path / RESULTS_FILE).write_text(text)
     assert repair_results(tmp_path)
     assert (tmp_path / RESULTS_FILE).read_text() == lines[0] + "\n" + lines[2] + "\n"
