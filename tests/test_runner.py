@@ -314,6 +314,8 @@ def test_interrupted_run_resumes_without_repeating_finished_rows(tmp_path: Path)
     assert SOLVE_CALLS["count"] == 3  # only the 3 rows of this adapter still missing were solved
     records = load_run_records(out)
     assert list(records) == [first[0]["run_id"], summary.run_id]  # one record per run, oldest first
+    assert records[first[0]["run_id"]]["completed"] is False and records[summary.run_id]["completed"] is True
+    assert records[first[0]["run_id"]]["rows_written"] == 1
 
     summary = run_suite(suite, RunOptions(out_dir=out, quiet=True, in_process=True, fresh=True))
     assert summary.written == 8 and len(read_rows(out)) == 8

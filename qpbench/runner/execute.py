@@ -95,13 +95,15 @@ def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | No
         # the worker pins the count resolved here, so that '0 = torch's default' means one number
         worker = make_worker(options.in_process, used_threads, options.grace)
         progress = Progress(total=plan.units, quiet=options.quiet)
+        completed = False
         try:
             for case in plan.cases:
                 _run_case(case, plan.solvers_for(case), done, worker, record, progress, summary, say)
+            completed = True
         finally:
             progress.close()
             worker.close()
-            record.finish(summary)
+            record.finish(summary, completed)
     return summary
 
 
@@ -144,10 +146,11 @@ class RunRecord:
             save_run_record(self.out, self.data)
             self.saved = True
 
-    def finish(self, summary: RunSummary) -> None:
+    def finish(self, summary: RunSummary, completed: bool) -> None:
         if not self.saved:
             return
-        self.data["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.data["ended"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.data["completed"] = completed  # False: interrupted (Ctrl-C) or stopped by an error
         self.data["rows_written"] = summary.written
         save_run_record(self.out, self.data)
 
