@@ -44,6 +44,10 @@ GOOD_TOP = 'solvers = ["osqp"]\nbatch_sizes = [2]\nrepeats = 1\nwarmups = 0\nref
         ('[[cases]]\nfamily = "box"\nn = 4\ndevices = ["tpu"]\n', ["cases[0]: 'devices' entry 'tpu'"]),
         ('[[cases]]\nfamily = "box"\nn = 4\ntolerances = ["max"]\n', ["cases[0]: 'tolerances' entry 'max'"]),
         ('[[cases]]\nfamily = "box"\nn = 4\nexclude_solvers = [3]\n', ["cases[0]: 'exclude_solvers' entries"]),
+        (
+            '[[cases]]\nfamily = "box"\nn = 4\nexclude_solvers = ["osq*"]\n',
+            ["'solvers' (top level, used by cases[0]) = ['osqp'] selects no solver", "cases[0]: 'exclude_solvers'"],
+        ),
     ],
 )
 def test_a_bad_value_stops_the_run_before_anything_runs(
@@ -73,6 +77,9 @@ def test_test_set_problem_names_are_checked(tmp_path: Path, maros_meszaros_dir: 
     monkeypatch.setenv("QPBENCH_MAROS_MESZAROS_DIR", str(maros_meszaros_dir))
     path = suite_file(tmp_path, '[[cases]]\ntest_set = "maros_meszaros"\nproblems = ["HS21", "HS355"]\n')
     with pytest.raises(ValueError, match=r"cases\[0\]: 'problems': 'HS355' is not a problem of maros_meszaros.*HS35"):
+        plan_run(load_suite(path))
+    path.write_text('[[cases]]\ntest_set = "maros_meszaros"\nmax_n = 1\n')
+    with pytest.raises(ValueError, match=r"cases\[0\]: max_n = 1 leaves no problem of maros_meszaros"):
         plan_run(load_suite(path))
     monkeypatch.delenv("QPBENCH_MAROS_MESZAROS_DIR")
     with pytest.raises(ValueError, match=r"cases\[0\]: 'test_set' = 'maros_meszaros': no Maros"):

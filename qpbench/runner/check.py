@@ -59,9 +59,13 @@ def check_problems(group: CaseGroup) -> None:
 
 def _group_solvers(group: CaseGroup) -> list[SolverRef]:
     try:
-        return resolve_solvers(group.solvers, group.exclude_solvers)
+        refs = resolve_solvers(group.solvers, group.exclude_solvers)
     except ValueError as exc:
         raise ValueError(f"{group.origin('solvers')}: {_strip_argument(exc)}") from None
+    if not refs:
+        excluded = f" once {group.origin('exclude_solvers')} = {list(group.exclude_solvers)} is applied"
+        raise ValueError(f"{group.origin('solvers')} = {list(group.solvers)} selects no solver{excluded}")
+    return refs
 
 
 def _strip_argument(exc: Exception) -> str:
@@ -142,6 +146,9 @@ def _check_test_set(group: CaseGroup) -> None:
         known = maros_meszaros.list_problems()
     except (FileNotFoundError, ValueError) as exc:
         raise ValueError(f"{group.origin('test_set')} = {group.test_set!r}: {exc}") from None
+    if group.problems is None and not maros_meszaros.list_problems(max_n=group.max_n, max_rows=group.max_rows):
+        limits = ", ".join(f"{key} = {getattr(group, key)}" for key in ("max_n", "max_rows") if getattr(group, key))
+        raise ValueError(f"{group.source}: {group.label}: {limits} leaves no problem of {group.test_set}")
     for name in group.problems or ():
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3)
