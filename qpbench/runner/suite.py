@@ -91,7 +91,7 @@ class CaseGroup:
     time_limit: float
     reference: bool
     # Where each setting came from, for error messages (not part of the suite's record).
-    source: str = field(default="", compare=False)  # "suite problems/x.toml"
+    source: str = field(default="", compare=False)  # "suite mysuite.toml"
     label: str = field(default="", compare=False)  # "cases[1]"
     given: frozenset[str] = field(default=frozenset(), compare=False)  # keys set in this table
     overridden: frozenset[str] = field(default=frozenset(), compare=False)  # keys the command line set
