@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import warnings
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import qpbench.commands
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a process killed by it
 
 
 def command_modules() -> list[ModuleType]:
@@ -55,13 +60,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _plain_warnings(warnings.showwarning)
+            return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `qpbench ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (ValueError, FileNotFoundError) as exc:
         print(f"qpbench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _plain_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    """qpbench's own warnings (a torn results file, ...) as one plain line on stderr; others as ``show`` does."""
+
+    def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if category.__module__.startswith("qpbench"):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return show_warning
 
 
 if __name__ == "__main__":

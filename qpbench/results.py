@@ -1,7 +1,10 @@
 """The results table: one tidy row per (case, solver, batch size, dtype, device, tolerance).
 
 Stored as JSON Lines (``results.jsonl``), one row appended and flushed per finished measurement so
-a crash or Ctrl-C loses no finished case; ``environment.json`` beside it records the machine.
+a crash or Ctrl-C loses no finished case. A crash in the middle of a write leaves a torn last
+line: readers skip it with a warning, and :func:`repair_results` (run before a resume appends)
+removes it, so the next row never merges into it. ``environment.json`` beside the table keeps
+one machine record per run id (:func:`save_run_record`), never rewriting an earlier run's.
 Reports and regression checks read only these two files (they never import a solver).
 """
 
@@ -9,7 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,7 @@ COLUMNS: dict[str, str] = {
     "error": "reason when outcome is not ok",
     "repeats": "timed repeats",
     "warmups": "untimed warm-up runs",
+    "time_limit": "seconds allowed per setup or solve step (a failure counts as this in penalized times)",
     "setup_time_median": "setup seconds, median over repeats",
     "setup_time_min": "",
     "setup_time_max": "",
@@ -87,8 +94,15 @@ COLUMNS: dict[str, str] = {
     "calibration_time": "seconds of the run's calibration kernel for this case (imitated interior-point iterations)",
     "torch_threads": "torch.get_num_threads() during the case",
     "worker": "in-process or subprocess",
+    "machine": "the hardware that measured the row: CPU model, cores, cores usable, GPUs",
+    "qpbench_version": "qpbench's package version",
+    "qpbench_commit": "git commit of the qpbench checkout, +hash of its uncommitted changes (empty outside one)",
     "timestamp": "UTC time the row was written",
 }
+
+
+class ResultsFileWarning(UserWarning):
+    """A results file holds a torn row (a crash mid-write); the message says where and what is used."""
 
 
 def write_row(results_dir: Path, row: Mapping[str, Any]) -> None:
@@ -97,8 +111,12 @@ def write_row(results_dir: Path, row: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(f"row has unknown columns: {sorted(unknown)}")
     results_dir.mkdir(parents=True, exist_ok=True)
-    with open(results_dir / RESULTS_FILE, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(dict(row), default=_json_default) + "\n")
+    _append_line(results_dir / RESULTS_FILE, json.dumps(dict(row), default=_json_default) + "\n")
+
+
+def _append_line(path: Path, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -111,21 +129,117 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def read_rows(results_dir: Path) -> list[dict[str, Any]]:
-    """Every complete row; a torn last line (crash mid-write) is ignored."""
+# ----------------------------------------------------------------------------- reading and repair
+@dataclass
+class ParsedResults:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # each row's line as written (a repair keeps it byte for byte)
+    damage: list[str] = field(default_factory=list)  # torn rows found, one sentence each
+
+    def keep(self, row: dict[str, Any], text: str) -> None:
+        self.rows.append(row)
+        self.texts.append(text)
+
+
+def parse_results(text: str, path: Path) -> ParsedResults:
+    """Rows of a results file, with what is wrong in it.
+
+    A line is a row when it is a JSON object. A last line that is not (no newline after it) is a
+    torn write and is dropped: its row was never finished. A line that holds a torn row followed
+    by a complete one (an older qpbench appended after a torn line) keeps the complete row. Any
+    other bad line is damage this module will not guess about: ValueError naming the line.
+    """
+    parsed = ParsedResults()
+    lines = text.split("\n")
+    tail = lines.pop()  # "" when the file ends with a newline
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        row = _as_row(line)
+        if row is None:
+            row, dropped = _complete_suffix(line)
+            if row is None:
+                raise ValueError(
+                    f"{path}: line {number} is not a results row ({line[:80]!r}...); the file is damaged: "
+                    "fix or remove that line"
+                )
+            parsed.damage.append(
+                f"line {number} holds a torn row ({dropped} characters) followed by a complete row; "
+                "only the complete row is used"
+            )
+            line = line[dropped:]
+        parsed.keep(row, line)
+    if tail.strip():
+        row = _as_row(tail)
+        if row is None:
+            parsed.damage.append(
+                f"the last line is a torn row ({len(tail)} characters; a run stopped mid-write): it is left out, "
+                "and a resume measures that row again"
+            )
+        else:
+            parsed.keep(row, tail)
+            parsed.damage.append("the last row has no newline after it")
+    return parsed
+
+
+def _as_row(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _complete_suffix(line: str) -> tuple[dict[str, Any] | None, int]:
+    """The complete row at the end of a line that starts with a torn one, and the characters before it.
+
+    Inside a JSON string a quote is escaped, so '{"' in a line always opens an object; the first
+    such position from which the rest of the line parses is where the complete row starts."""
+    start = line.find('{"', 1)
+    while start != -1:
+        row = _as_row(line[start:])
+        if row is not None:
+            return row, start
+        start = line.find('{"', start + 1)
+    return None, 0
+
+
+def _read_results(results_dir: Path) -> ParsedResults:
     path = Path(results_dir) / RESULTS_FILE
     if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+        return ParsedResults()
+    return parse_results(path.read_text(encoding="utf-8", errors="replace"), path)
+
+
+def read_rows(results_dir: Path) -> list[dict[str, Any]]:
+    """Every complete row, in file order; a torn last line is skipped with a ResultsFileWarning."""
+    parsed = _read_results(results_dir)
+    for damage in parsed.damage:
+        warnings.warn(f"{Path(results_dir) / RESULTS_FILE}: {damage}", ResultsFileWarning, stacklevel=2)
+    return parsed.rows
+
+
+def repair_results(results_dir: Path) -> list[str]:
+    """Rewrite ``results.jsonl`` without torn rows (atomically), so that appending is safe; returns
+    what was repaired (empty: nothing to do). Every complete row is kept, in order."""
+    parsed = _read_results(results_dir)
+    if parsed.damage:
+        _write_atomically(Path(results_dir) / RESULTS_FILE, "".join(text + "\n" for text in parsed.texts))
+    return parsed.damage
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a crash leaves either the old file or the new one."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def load_table(results_dir: Path | str) -> pd.DataFrame:
@@ -140,19 +254,62 @@ def load_table(results_dir: Path | str) -> pd.DataFrame:
     return frame[list(COLUMNS)]
 
 
-def write_environment(results_dir: Path, record: Mapping[str, Any]) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / ENVIRONMENT_FILE).write_text(json.dumps(dict(record), indent=2, default=str) + "\n")
+# ----------------------------------------------------------------------------- run records
+RUNS_KEY = "runs"
 
 
-def load_environment(results_dir: Path | str) -> dict[str, Any]:
+def load_run_records(results_dir: Path | str) -> dict[str, dict[str, Any]]:
+    """Every run's record, by run id, oldest first.
+
+    Also reads the older single-record file (one run at the top level, earlier runs summarized
+    under 'previous_runs')."""
     path = Path(results_dir) / ENVIRONMENT_FILE
     if not path.exists():
         return {}
-    return json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data.get(RUNS_KEY), dict):
+        return dict(data[RUNS_KEY])
+    records = {str(r.get("run_id", "")): dict(r) for r in data.get("previous_runs", []) if isinstance(r, dict)}
+    current = {k: v for k, v in data.items() if k != "previous_runs"}
+    records[str(current.get("run_id", ""))] = current
+    return records
 
 
-def finished_keys(results_dir: Path, key_columns: Iterable[str]) -> set[tuple[Any, ...]]:
-    """Keys of rows already written (used to resume a run without repeating finished cases)."""
-    cols = tuple(key_columns)
-    return {tuple(row.get(c) for c in cols) for row in read_rows(results_dir)}
+def save_run_record(results_dir: Path, record: Mapping[str, Any]) -> None:
+    """Add or update the record of ``record['run_id']``; every other run's record stays as it was."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    records = load_run_records(results_dir)
+    records[str(record.get("run_id", ""))] = dict(record)
+    text = json.dumps({RUNS_KEY: records}, indent=2, default=str) + "\n"
+    _write_atomically(results_dir / ENVIRONMENT_FILE, text)
+
+
+def write_environment(results_dir: Path, record: Mapping[str, Any]) -> None:
+    """Save one run's record (see :func:`save_run_record`)."""
+    save_run_record(results_dir, record)
+
+
+def load_environment(results_dir: Path | str, run_id: str | None = None) -> dict[str, Any]:
+    """One run's record: ``run_id``'s, else that of the run that wrote the table's last row (else
+    the newest run). With several runs it also holds 'runs': one line per run (rows, date,
+    threads, commit), so a reader of one record sees that the table has others."""
+    records = load_run_records(results_dir)
+    if not records:
+        return {}
+    rows = _read_results(Path(results_dir)).rows  # load_table warns about damage; once is enough
+    if run_id is None:
+        with_rows = [row.get("run_id") for row in rows if row.get("run_id") in records]
+        run_id = with_rows[-1] if with_rows else list(records)[-1]
+    if run_id not in records:
+        raise ValueError(f"no record of run {run_id!r} in {Path(results_dir) / ENVIRONMENT_FILE}")
+    record = dict(records[run_id])
+    if len(records) > 1:
+        record[RUNS_KEY] = {rid: _run_line(rec, rows) for rid, rec in records.items()}
+    return record
+
+
+def _run_line(record: Mapping[str, Any], rows: list[dict[str, Any]]) -> str:
+    count = sum(1 for row in rows if row.get("run_id") == record.get("run_id"))
+    git = record.get("git") or {}
+    commit = record.get("qpbench_commit") or (git.get("commit") if isinstance(git, Mapping) else None) or "-"
+    return f"{count} rows; {record.get('date', '-')}; torch threads {record.get('torch_threads', '-')}; commit {commit}"

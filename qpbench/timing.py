@@ -1,4 +1,4 @@
-"""Wall-clock timing by the measurement rules (DESIGN.md, "Measurement rules").
+"""Wall-clock timing by the measurement rules (docs/architecture.md, "Measurement rules").
 
 * warm-up calls first (caches, lazy imports, CUDA context and kernels), never timed;
 * every timed call is bracketed by a device synchronize, because CUDA kernels run

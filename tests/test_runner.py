@@ -20,7 +20,7 @@ import torch
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.cli import main as cli_main
 from qpbench.problem import QPBatch
-from qpbench.results import load_table, read_rows
+from qpbench.results import load_environment, load_run_records, load_table, read_rows
 from qpbench.runner import RunOptions, apply_overrides, build_batch, expand, load_suite, run_suite
 from qpbench.runner.suite import suite_names
 from qpbench.status import Status
@@ -201,17 +201,17 @@ def test_misbehaving_solvers_in_worker_processes_cost_only_their_own_rows(tmp_pa
     rows = rows_by_solver(out)
     assert summary.written == 10  # 2 cases x 5 solvers x 1 tolerance
     assert all(len(r) == 2 for r in rows.values())
-    for row in rows[spec(ExactAdapter)]:
+    for row in rows[ExactAdapter.name]:
         assert row["outcome"] == "ok" and row["success_rate"] == 1.0 and row["worker"] == "subprocess"
-    for row in rows[spec(RaisingAdapter)]:
+    for row in rows[RaisingAdapter.name]:
         assert row["outcome"] == "failed"
         assert "RuntimeError: solver blew up on purpose" in row["error"]
-    for row in rows[spec(HangingAdapter)]:
+    for row in rows[HangingAdapter.name]:
         assert row["outcome"] == "timeout"
         assert "solve 1" in row["error"] and "time limit 0.5 s" in row["error"]
-    for row in rows[spec(ExitingAdapter)]:
+    for row in rows[ExitingAdapter.name]:
         assert row["outcome"] == "crashed" and "exited with code 3" in row["error"]
-    for row in rows[spec(KilledAdapter)]:
+    for row in rows[KilledAdapter.name]:
         assert row["outcome"] == "crashed" and "SIGKILL" in row["error"]
 
 
@@ -221,10 +221,10 @@ def test_in_process_worker_records_failures_and_python_level_hangs(tmp_path: Pat
     out = tmp_path / "out"
     run_suite(suite, RunOptions(out_dir=out, quiet=True, in_process=True, grace=0.1))
     rows = rows_by_solver(out)
-    assert {r["outcome"] for r in rows[spec(RaisingAdapter)]} == {"failed"}
-    assert {r["outcome"] for r in rows[spec(HangingAdapter)]} == {"timeout"}
-    assert {r["outcome"] for r in rows[spec(OutOfMemoryAdapter)]} == {"oom"}
-    assert {r["outcome"] for r in rows[spec(ExactAdapter)]} == {"ok"}
+    assert {r["outcome"] for r in rows[RaisingAdapter.name]} == {"failed"}
+    assert {r["outcome"] for r in rows[HangingAdapter.name]} == {"timeout"}
+    assert {r["outcome"] for r in rows[OutOfMemoryAdapter.name]} == {"oom"}
+    assert {r["outcome"] for r in rows[ExactAdapter.name]} == {"ok"}
     assert all(r["worker"] == "in-process" for r in read_rows(out))
 
 
@@ -237,7 +237,7 @@ def test_unavailable_unsupported_and_cuda_cases_are_recorded_not_run(tmp_path: P
     for row in rows:
         if row["device"] == "cuda" and not torch.cuda.is_available():
             assert row["outcome"] == "unsupported" and "CUDA" in row["error"]
-        elif row["solver"] == spec(UnavailableAdapter):
+        elif row["solver"] == UnavailableAdapter.name:
             assert row["outcome"] == "unavailable" and "nosuchsolver" in row["error"]
         else:
             assert row["outcome"] == "unsupported" and "dtype" in row["error"]
@@ -250,7 +250,7 @@ def test_rows_hold_accuracy_timing_and_calibration(tmp_path: Path) -> None:
     run_suite(suite, RunOptions(out_dir=out, quiet=True, in_process=True, threads=1))
     table = load_table(out)
     assert len(table) == 4
-    exact = table[table["solver"] == spec(ExactAdapter)]
+    exact = table[table["solver"] == ExactAdapter.name]
     assert (exact["success_rate"] == 1.0).all() and (exact["correct_rate"] == 1.0).all()
     assert (exact["dual_res_max"] < 1e-9).all() and (exact["n_solved"] == 2).all()
     assert (exact["repeats"] == 3).all() and (exact["warmups"] == 1).all()
@@ -258,14 +258,15 @@ def test_rows_hold_accuracy_timing_and_calibration(tmp_path: Path) -> None:
     assert (exact["solve_time_min"] <= exact["solve_time_median"]).all()
     assert (exact["solve_time_median"] <= exact["solve_time_max"]).all()
     assert (exact["calibration_time"] > 0).all() and (exact["torch_threads"] == 1).all()
-    lying = table[table["solver"] == spec(LyingAdapter)]
+    lying = table[table["solver"] == LyingAdapter.name]
     # It claims 'solved' but the dual residual of z = 0 is |p|: no success, and the claim is wrong.
     assert (lying["n_solved"] == 2).all() and (lying["success_rate"] == 0.0).all()
     assert (lying["correct_rate"] == 0.0).all()
     assert set(table["n"]) == {3, 4} and set(table["m"]) == {0}
-    env = json.loads((out / "environment.json").read_text())
+    env = load_environment(out)
     assert env["run_id"] == table["run_id"].iloc[0]
     assert env["torch_threads"] == 1 and env["cpu_cores"] >= 1 and "torch" in env["libraries"]
+    assert (table["machine"] == env["machine"]).all() and (table["time_limit"] == 5.0).all()
 
 
 def test_warmups_then_one_timed_setup_then_repeats() -> None:
@@ -302,7 +303,7 @@ def test_interrupted_run_resumes_without_repeating_finished_rows(tmp_path: Path)
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, RunOptions(out_dir=out, quiet=True, in_process=True))
     first = read_rows(out)
-    assert [(r["solver"], r["tolerance"]) for r in first] == [(spec(InterruptingAdapter), "low")]
+    assert [(r["solver"], r["tolerance"]) for r in first] == [(InterruptingAdapter.name, "low")]
     SOLVE_CALLS.update(count=0, interrupt_at=None)
     summary = run_suite(suite, RunOptions(out_dir=out, quiet=True, in_process=True))
     rows = read_rows(out)
@@ -311,8 +312,10 @@ def test_interrupted_run_resumes_without_repeating_finished_rows(tmp_path: Path)
     assert summary.skipped == 1 and summary.written == 7
     assert rows[:1] == first  # the finished row was kept, not redone
     assert SOLVE_CALLS["count"] == 3  # only the 3 rows of this adapter still missing were solved
-    env = json.loads((out / "environment.json").read_text())
-    assert [r["run_id"] for r in env["previous_runs"]] == [first[0]["run_id"]]
+    records = load_run_records(out)
+    assert list(records) == [first[0]["run_id"], summary.run_id]  # one record per run, oldest first
+    assert records[first[0]["run_id"]]["completed"] is False and records[summary.run_id]["completed"] is True
+    assert records[first[0]["run_id"]]["rows_written"] == 1
 
     summary = run_suite(suite, RunOptions(out_dir=out, quiet=True, in_process=True, fresh=True))
     assert summary.written == 8 and len(read_rows(out)) == 8
@@ -407,7 +410,7 @@ def test_run_command_summarizes_and_exits_with_the_documented_codes(tmp_path: Pa
     assert cli_main([*argv, "--batch-sizes", "1,3"]) == 0
     text = capsys.readouterr().out
     assert "8 rows written" in text and "success_rate" in text
-    assert ExactAdapter.__name__ in text
+    assert ExactAdapter.name in text and spec(ExactAdapter) not in text  # rows carry the adapter's name
     assert len(read_rows(out)) == 8
     assert cli_main([*argv, "--batch-sizes", "1,3"]) == 0  # resumed: nothing left to do
     assert "0 rows written" in capsys.readouterr().out

@@ -2,7 +2,7 @@
 
 The loss is sum_b c_b' z_b with a seeded random c. Finite differences are taken in float64 from
 exact solves of the perturbed problems with the reference solver's active set (see
-problems/gradcheck.md); problems whose active set changes within the step, or that are degenerate,
+docs/gradcheck.md); problems whose active set changes within the step, or that are degenerate,
 are listed separately and not counted as errors. Gradients of shared tensors are compared in the
 SUM convention (qpth's MEAN is rescaled).
 

@@ -1,15 +1,21 @@
 """Run a benchmark suite: every case x solver x tolerance level, one results row each.
 
-SUITE is a name in problems/ (see `qpbench suites`) or a path to a .toml file. Rows are appended
-to OUT/results.jsonl as they finish, so Ctrl-C keeps every finished row and running the same
-command again resumes (skips finished rows); --fresh starts over. Each measurement runs in a
-worker process, so a solver that crashes or hangs costs only its own row (--in-process trades
-that protection for lower overhead, easier debugging, and one CUDA context).
+SUITE is a name in problems/ (see `qpbench suites`) or a path to a .toml file (format:
+docs/suite-format.md). Every value is checked before anything runs. Rows are appended to
+OUT/results.jsonl as they finish, so Ctrl-C keeps every finished row and running the same command
+again resumes (skips finished rows); a resume whose settings differ from the rows there (threads,
+repeats, warm-ups, time limit, solver or qpbench version, machine) refuses and says what differs;
+--fresh starts over. Each measurement runs in a worker process, so a solver that crashes or hangs
+costs only its own row (--in-process trades that protection for lower overhead, easier debugging,
+and one CUDA context).
+
+Solvers: adapter names (`qpbench solvers`), plugins installed under the entry-point group
+qpbench.adapters, or module:Class from the working directory (docs/adding-a-solver.md).
 
 At the end: a summary per solver and tolerance level (success rate, failure-penalized shifted
 geometric mean time, 1.0 = fastest) and the report (qpbench report) unless --no-report.
 Exit codes: 0 the suite ran (solver failures are results), 1 the report step failed,
-2 bad input, 130 interrupted.
+2 bad input (including a refused resume), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qpbench.runner import Suite
 
 NAME = "run"
 HELP = "run a benchmark suite (default: the 'default' suite) and write results + report"
@@ -41,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "suite", nargs="?", default="default", metavar="SUITE", help="suite name or .toml path"
     )
-    parser.add_argument("--solvers", type=_csv, help="comma-separated adapter names (or all-available)")
+    parser.add_argument(
+        "--solvers", type=_csv, help="comma-separated adapter names, module:Class specs, or all-available"
+    )
     parser.add_argument("--batch-sizes", type=_int_csv, help="comma-separated batch sizes, e.g. 1,64")
     parser.add_argument("--device", type=_csv, help="cpu, cuda or cpu,cuda")
     parser.add_argument("--dtype", type=_csv, help="float32, float64 or both")
@@ -51,9 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, help="seconds per setup or solve step")
     parser.add_argument("--out", type=Path, help="results directory (default: results/<suite>)")
     parser.add_argument(
-        "--threads", type=int, help="torch threads to pin (default: the suite's, else torch's)"
+        "--threads", type=int, help="torch threads to pin (default: the suite's 'threads', else 1; 0 = torch's default)"
     )
-    parser.add_argument("--fresh", action="store_true", help="discard earlier rows in --out and start over")
+    parser.add_argument(
+        "--fresh", action="store_true", help="discard the rows and run records in --out and start over"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="check the suite against this installation, list what would run, stop"
+    )
     parser.add_argument(
         "--in-process", action="store_true", help="measure in this process (no crash isolation)"
     )
@@ -81,6 +98,8 @@ def main(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
     out = args.out or Path("results") / suite.name
+    if args.check:
+        return print_plan(suite, args.threads)
     options = RunOptions(
         out_dir=out, fresh=args.fresh, in_process=args.in_process, quiet=args.quiet, threads=args.threads
     )
@@ -115,7 +134,9 @@ def print_summary(out: Path, limits: dict[str, float]) -> None:
         print("no results to summarize")
         return
     fallback = max(limits.values()) if limits else 10.0
-    table["time_limit"] = table["case_id"].map(limits).fillna(fallback).astype(float)
+    # rows record their time limit; rows written by an older qpbench take the run's cases' limits
+    known = table["time_limit"].astype(float)
+    table["time_limit"] = known.fillna(table["case_id"].map(limits)).fillna(fallback).astype(float)
     summary = metrics.summary_table(table)
     if summary.empty:
         print("no solver ran on any case (all rows unsupported or unavailable)")
@@ -131,6 +152,22 @@ def print_summary(out: Path, limits: dict[str, float]) -> None:
             ["solver", "tolerance", "cases", "success_rate", "correct_rate", "time_s", "relative_time"]
         ].to_string(index=False, float_format=lambda v: f"{v:.4g}")
     )
+
+
+def print_plan(suite: Suite, threads: int | None) -> int:
+    """--check: the suite passed every check; say what a run would measure."""
+    from qpbench.runner import plan_run
+
+    plan = plan_run(suite)
+    solvers = list(dict.fromkeys(ref.name for refs in plan.solvers.values() for ref in refs))
+    pinned = suite.threads if threads is None else threads
+    shown_threads = pinned or "torch's default"
+    print(
+        f"suite {suite.name} ({suite.path}) is valid: {len(plan.cases)} cases, {plan.units} rows "
+        f"(case x solver x tolerance), torch threads {shown_threads}"
+    )
+    print(f"solvers: {', '.join(solvers) or 'none'}")
+    return 0
 
 
 def write_report(out: Path) -> int:

@@ -1,6 +1,6 @@
 """List the benchmark suites in problems/ with a one-line description each.
 
-Run one with `qpbench run NAME`; the file format is described in problems/README.md.
+Run one with `qpbench run NAME`; the file format is described in docs/suite-format.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Gradient checks: each differentiable solver's gradients against central finite differences.
 
-See ``problems/gradcheck.md`` for the method (exact active-set forward solves, flagging of points
+See ``docs/gradcheck.md`` for the method (exact active-set forward solves, flagging of points
 where the solution map is not differentiable, the sum vs mean convention for shared tensors).
 """
 

@@ -36,7 +36,7 @@ class Config:
 
 
 # Paper: 9000/1000 sudoku boards, batch 150; 10000 signals, 50 epochs. These are cut to fit
-# two shared CPU cores (see problems/optnet.md).
+# two shared CPU cores (see docs/optnet.md).
 SUDOKU_QUICK = Config(train_size=200, test_size=100, epochs=2, batch_size=50, quick=True)
 SUDOKU_FULL = Config(train_size=2000, test_size=500, epochs=6, batch_size=100, quick=False, fc_epochs=50)
 DENOISE_QUICK = Config(train_size=100, test_size=50, epochs=1, batch_size=50, quick=True)

@@ -1,6 +1,6 @@
 """Optimizing trained ReLU networks through batches of LPs (Perakis & Tsiourvas 2022).
 
-See ``problems/relu.md``. Public entry points:
+See ``docs/relu.md``. Public entry points:
 
 * :func:`from_sequential`, :func:`random_network`, :func:`train_network` - networks
 * :func:`region_lps`, :func:`lifted_region_lps`, :func:`unique_patterns` - the LP family

@@ -115,8 +115,8 @@ def solve_highs(batch: QPBatch, time_limit: float | None = None) -> LPBatchResul
     """Solve each problem of the batch with HiGHS, one after another.
 
     ``seconds`` counts passing each model to HiGHS and solving it; converting the dense tensors
-    to HiGHS models beforehand is setup, reported as ``info['setup_seconds']`` (DESIGN.md: setup
-    and solve are timed apart)."""
+    to HiGHS models beforehand is setup, reported as ``info['setup_seconds']`` (setup and solve
+    are timed apart: docs/architecture.md, "Measurement rules")."""
     if not highs_available():
         raise ValueError("backend 'highs' is not available: highspy is not installed")
     import highspy

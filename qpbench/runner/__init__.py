@@ -6,7 +6,8 @@ Public API::
     suite = apply_overrides(suite, {"batch_sizes": [1, 64]})
     summary = run_suite(suite, RunOptions(out_dir=Path("results/default")))
 
-See ``problems/README.md`` for the suite format and the isolation design. Names are imported on
+See ``docs/suite-format.md`` for the suite format and ``docs/architecture.md`` for the isolation
+design. Names are imported on
 first use so that a worker process importing ``qpbench.runner.worker`` does not pay for pandas.
 """
 
@@ -20,10 +21,15 @@ _EXPORTS = {
     "apply_overrides": "cases",
     "build_batch": "cases",
     "expand": "cases",
+    "RunPlan": "check",
+    "plan_run": "check",
     "RunOptions": "execute",
     "RunSummary": "execute",
     "run_suite": "execute",
+    "ResumeConflictError": "resume",
+    "SolverRef": "solvers",
     "resolve_adapter": "solvers",
+    "resolve_solvers": "solvers",
     "select_solvers": "solvers",
     "Suite": "suite",
     "load_suite": "suite",

@@ -7,7 +7,6 @@ finds the rows it already has.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import product
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from qpbench.problem import QPBatch
+from qpbench.runner.specs import import_object
 from qpbench.runner.suite import TEST_SETS, CaseGroup, Suite, _check_setting
 
 # Settings a command line may override for every group of a suite.
@@ -88,7 +88,8 @@ def apply_overrides(suite: Suite, overrides: dict[str, Any]) -> Suite:
         clean[key] = _check_setting(key, value, "command line")
     if not clean:
         return suite
-    return replace(suite, groups=tuple(replace(group, **clean) for group in suite.groups))
+    groups = tuple(replace(group, **clean, overridden=group.overridden | set(clean)) for group in suite.groups)
+    return replace(suite, groups=groups)
 
 
 def expand(suite: Suite) -> list[Case]:
@@ -154,14 +155,10 @@ def _test_set_problems(group: CaseGroup) -> list[str]:
     return list(maros_meszaros.list_problems(max_n=group.max_n, max_rows=group.max_rows))
 
 
-def _generator(family: str) -> Callable[..., QPBatch]:
+def generator(family: str) -> Callable[..., QPBatch]:
     """``module:function`` names a generator outside the registry (tests, experiments)."""
     if ":" in family:
-        module, _, attr = family.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"family {family!r} cannot be imported: {exc}") from None
+        return import_object(family, "family")
     from qpbench.generators import generate
 
     def registry_family(**kwargs: Any) -> QPBatch:
@@ -179,7 +176,7 @@ def build_batch(case: Case) -> QPBatch:
         if case.batch_size == 1:
             return single
         return QPBatch.concat([single] * case.batch_size, name=single.name)
-    make = _generator(case.family)
+    make = generator(case.family)
     return make(
         batch_size=case.batch_size,
         n=case.n,

@@ -1,8 +1,15 @@
-"""The machine record of a run (``environment.json``): what a reader needs to trust a number."""
+"""The machine record of a run (``environment.json``): what a reader needs to trust a number.
+
+:func:`environment_record` builds one run's record; :mod:`qpbench.results` keeps one record per
+run id in ``environment.json``. Two of its entries also go into every row, because they are part
+of what makes a row already done (``docs/suite-format.md``, "Resuming"): ``machine`` (the hardware
+that measured it) and ``qpbench_commit`` (the code under test).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
 import subprocess
@@ -73,6 +80,50 @@ def library_versions() -> dict[str, str | None]:
     return found
 
 
+def machine_fingerprint() -> str:
+    """The hardware a timing depends on, readable: CPU model, logical cores, cores this process may
+    use, GPUs. No host name: containers on the same hardware get new names."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu_names = ", ".join(g["name"] for g in gpus()) or "no GPU"
+    return f"{cpu_model()} | {os.cpu_count()} cores, {usable} usable | {gpu_names}"
+
+
+def qpbench_checkout() -> Path | None:
+    """The git checkout holding qpbench's source: beside the package (editable install), else the
+    working directory when it is a qpbench checkout (a wheel install run from one, as tox does)."""
+    for root in (REPO_ROOT, Path.cwd()):
+        if (root / "qpbench" / "__init__.py").is_file() and (root / ".git").exists():
+            return root
+    return None
+
+
+def qpbench_commit() -> str:
+    """The code under test: HEAD of the qpbench checkout, plus a hash of the package's uncommitted
+    changes (``<commit>+<hash>``); empty outside a checkout, where the version says it."""
+    root = qpbench_checkout()
+    if root is None:
+        return ""
+    commit = _git(root, "rev-parse", "HEAD")
+    if not commit:
+        return ""
+    digest = hashlib.sha256((_git(root, "diff", "HEAD", "--binary", "--", "qpbench") or "").encode())
+    untracked = (_git(root, "ls-files", "--others", "--exclude-standard", "--", "qpbench") or "").split()
+    for name in sorted(untracked):  # a new module the code imports is a change too
+        path = root / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b""))
+    if digest.digest() == hashlib.sha256(b"").digest():
+        return commit
+    return f"{commit}+{digest.hexdigest()[:12]}"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
 def git_commit(root: Path | None = None) -> dict[str, Any]:
     """HEAD commit and whether the working tree had changes (None outside a git checkout).
 
@@ -86,15 +137,8 @@ def git_commit(root: Path | None = None) -> dict[str, Any]:
                 return found
         return {"commit": None, "dirty": None}
 
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
@@ -107,6 +151,7 @@ def environment_record(run_id: str, suite: dict[str, Any], torch_threads: int, i
         "cpu_cores": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "gpus": gpus(),
+        "machine": machine_fingerprint(),
         "cuda_available": torch.cuda.is_available(),
         "torch_threads": torch_threads,
         "isolation": isolation,
@@ -114,5 +159,6 @@ def environment_record(run_id: str, suite: dict[str, Any], torch_threads: int, i
         "os": platform.platform(),
         "libraries": library_versions(),
         "git": git_commit(),
+        "qpbench_commit": qpbench_commit(),
         "solver_versions": {},
     }

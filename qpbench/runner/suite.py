@@ -1,17 +1,23 @@
 """Suite files: ``problems/<name>.toml``, parsed and validated into a :class:`Suite`.
 
-The format is documented in ``problems/README.md``. In short: top-level keys give defaults
-(``description``, ``solvers``, ``tolerances``, ``dtypes``, ``devices``, ``batch_sizes``, ``seeds``,
-``repeats``, ``warmups``, ``time_limit``, ``reference``, ``threads``); each ``[[cases]]`` table
-is one group of cases, a generator ``family`` or a ``test_set`` with its sizes, and may override
-any default except ``threads``. Every error names the file and the key at fault.
+The format is documented in ``docs/suite-format.md``. In short: top-level keys give defaults
+(``description``, ``solvers``, ``exclude_solvers``, ``tolerances``, ``dtypes``, ``devices``,
+``batch_sizes``, ``seeds``, ``repeats``, ``warmups``, ``time_limit``, ``reference``, ``threads``);
+each ``[[cases]]`` table is one group of cases, a generator ``family`` or a ``test_set`` with its
+sizes, and may override any default except ``description`` and ``threads``. Every error names the
+file, the group and the key at fault.
+
+This module checks what the file itself says (keys, types, ranges). What needs the installation
+(families and the sizes they accept, solver names, test-set problems) is checked by
+:mod:`qpbench.runner.check` before a run starts.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,9 @@ SETTINGS: dict[str, Any] = {
     "reference": True,
 }
 TOP_ONLY = ("description", "threads")
+# One torch thread unless a suite says otherwise: the CPU solvers compared are single-threaded, and
+# on a shared machine OpenMP threads waiting for each other make small solves slow and noisy.
+DEFAULT_THREADS = 1
 GROUP_ONLY = ("family", "test_set", "n", "m", "k", "sizes", "problems", "max_n", "max_rows")
 
 
@@ -81,6 +90,22 @@ class CaseGroup:
     warmups: int
     time_limit: float
     reference: bool
+    # Where each setting came from, for error messages (not part of the suite's record).
+    source: str = field(default="", compare=False)  # "suite mysuite.toml"
+    label: str = field(default="", compare=False)  # "cases[1]"
+    given: frozenset[str] = field(default=frozenset(), compare=False)  # keys set in this table
+    overridden: frozenset[str] = field(default=frozenset(), compare=False)  # keys the command line set
+
+    def origin(self, key: str) -> str:
+        """Where this group's ``key`` was set: the command line, the group's table, or the top level."""
+        if key in self.overridden:
+            return f"command line ({key!r})"
+        if key in self.given:
+            return f"{self.source}: {self.label}: {key!r}"
+        return f"{self.source}: {key!r} (top level, used by {self.label})"
+
+
+BOOKKEEPING = ("source", "label", "given", "overridden")
 
 
 @dataclass(frozen=True)
@@ -98,8 +123,12 @@ class Suite:
             "description": self.description,
             "path": str(self.path),
             "threads": self.threads,
-            "groups": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(g).items()} for g in self.groups],
+            "groups": [_group_record(group) for group in self.groups],
         }
+
+
+def _group_record(group: CaseGroup) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(group).items() if k not in BOOKKEEPING}
 
 
 def suite_path(name_or_path: str | Path) -> Path:
@@ -143,20 +172,23 @@ def parse_suite(data: dict[str, Any], name: str, path: Path | None = None) -> Su
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ValueError(f"suite {where}: 'description' must be a string")
-    threads = data.get("threads", 0)
+    threads = data.get("threads", DEFAULT_THREADS)
     if not _is_int(threads, 0):
-        raise ValueError(f"suite {where}: 'threads' must be an integer >= 0 (0 = torch default), got {threads!r}")
+        raise ValueError(f"suite {where}: 'threads' must be an integer >= 0 (0 = torch's default), got {threads!r}")
     groups_data = data.get("cases")
     if not isinstance(groups_data, list) or not groups_data:
-        raise ValueError(f"suite {where}: needs at least one [[cases]] table")
-    groups = tuple(_parse_group(group, defaults, f"suite {where}: cases[{i}]") for i, group in enumerate(groups_data))
+        raise ValueError(f"suite {where}: 'cases' needs at least one [[cases]] table")
+    source = f"suite {where}"
+    groups = tuple(_parse_group(group, defaults, source, f"cases[{i}]") for i, group in enumerate(groups_data))
     return Suite(name=name, description=description, path=Path(path or name), groups=groups, threads=threads)
 
 
 def _reject_unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(allowed))})")
+        close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}{hint} (known keys: {', '.join(sorted(allowed))})")
 
 
 def _is_int(value: Any, low: int) -> bool:
@@ -243,7 +275,8 @@ def _parse_sizes(group: dict[str, Any], where: str) -> tuple[tuple[int, int | No
     return tuple((n, m, k) for n in ns for m in ms for k in ks)  # type: ignore[misc]
 
 
-def _parse_group(group: Any, defaults: dict[str, Any], where: str) -> CaseGroup:
+def _parse_group(group: Any, defaults: dict[str, Any], source: str, label: str) -> CaseGroup:
+    where = f"{source}: {label}"
     if not isinstance(group, dict):
         raise ValueError(f"{where}: must be a table")
     _reject_unknown(group, set(SETTINGS) | set(GROUP_ONLY), where)
@@ -282,6 +315,9 @@ def _parse_group(group: Any, defaults: dict[str, Any], where: str) -> CaseGroup:
         max_n=max_n,
         max_rows=max_rows,
         **settings,
+        source=source,
+        label=label,
+        given=frozenset(group),
     )
 
 

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -63,6 +63,19 @@ def _classify(exc: BaseException) -> MeasurementError:
     if isinstance(exc, MeasurementError):
         return exc
     return MeasurementError("oom" if isinstance(exc, _OOM_ERRORS) else "failed", _describe(exc))
+
+
+class Executor(Protocol):
+    """Where measurements run. The runner hands each one over and gets the raw result back (or a
+    MeasurementError with a results-table outcome); how and where it runs is the executor's."""
+
+    kind: str  # recorded in each row's 'worker' column
+
+    def measure(
+        self, spec: str, batch: QPBatch, tolerance: str, time_limit: float, warmups: int, repeats: int
+    ) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 # ----------------------------------------------------------------------------- batch transport
@@ -298,5 +311,10 @@ def _alarm_guard() -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def make_worker(in_process: bool, threads: int | None, grace: float = 5.0) -> SubprocessWorker | InProcessWorker:
+def make_worker(in_process: bool, threads: int | None, grace: float = 5.0) -> Executor:
+    """The local executors: a worker process (crash isolation), or the runner's own process."""
     return InProcessWorker(threads, grace) if in_process else SubprocessWorker(threads, grace)
+
+
+def worker_kind(in_process: bool) -> str:
+    return InProcessWorker.kind if in_process else SubprocessWorker.kind
