@@ -135,8 +135,17 @@ def update(
     primal_progress &= moved
 
     fast, slow = 1 - mu_rate, 1 - _SLOW_SHRINK * mu_rate
-    shrink_rho = torch.where(dual_progress, fast, torch.where(early | (dual_term < _PROX_TERM_SMALL), slow, 1.0))
-    shrink_delta = torch.where(primal_progress, fast, torch.where(early | (primal_term < _PROX_TERM_SMALL), slow, 1.0))
+    # Without progress the parameters still shrink slowly while the prox term is small, and
+    # also once progress has stalled for long: on an infeasible (unbounded) problem the
+    # multipliers (iterates) then run off along the certificate, which sharpens it.
+    long_primal = prox.primal_stalls > _STALLS_BEFORE_FINETUNE
+    long_dual = prox.dual_stalls > _STALLS_BEFORE_FINETUNE
+    shrink_rho = torch.where(
+        dual_progress, fast, torch.where(early | (dual_term < _PROX_TERM_SMALL) | long_primal, slow, 1.0)
+    )
+    shrink_delta = torch.where(
+        primal_progress, fast, torch.where(early | (primal_term < _PROX_TERM_SMALL) | long_dual, slow, 1.0)
+    )
     rho = torch.maximum(prox.floor, torch.where(moved, shrink_rho, 1.0) * prox.rho) if prox.primal_prox else prox.rho
     delta = torch.maximum(prox.floor, torch.where(moved, shrink_delta, 1.0) * prox.delta)
 

@@ -98,15 +98,17 @@ class KKTSystem(abc.ABC):
     def select(self, idx: Tensor) -> KKTSystem:
         """The same system for the problems ``idx`` only (compaction of the working set)."""
 
-    def solve_refined(
-        self, a: Tensor, e: Tensor, g: Tensor, w_inv: Tensor, rho: Tensor, delta: Tensor, steps: int
+    def refine(
+        self, d: Direction, a: Tensor, e: Tensor, g: Tensor, w_inv: Tensor, rho: Tensor, delta: Tensor, steps: int,
+        mask: Tensor | None = None,
     ) -> Direction:
-        """Solve with the last factorization, then ``steps`` passes of iterative refinement
-        against the system with the given w_inv, rho and delta (which may differ from those
-        factored: the factorization then acts as a preconditioner)."""
-        d = self.solve(self.shared_rhs(a, e), g)
+        """``steps`` passes of iterative refinement of ``d`` against the system with the given
+        w_inv, rho and delta, which may differ from those factored (the factorization is then a
+        preconditioner). With ``mask`` only those problems take the corrections; the others
+        keep ``d`` bit for bit, so no problem's result depends on which others are refined."""
         assert d.dz is not None
         dz, dlam, dnu = d.dz, d.dlam, d.dnu
+        keep = None if mask is None else mask.unsqueeze(-1)
         for _ in range(steps):
             Qd, Gd, Ad = (t[:, 0] for t in self.forward_products(dz.unsqueeze(-2)))
             Cty = self.adjoint_products(torch.cat([dlam, dnu], dim=1).unsqueeze(-2))[:, 0]
@@ -115,8 +117,20 @@ class KKTSystem(abc.ABC):
             re = e - Ad + delta.unsqueeze(-1) * dnu
             c = self.solve(self.shared_rhs(ra, re), rg)
             assert c.dz is not None
-            dz, dlam, dnu = dz + c.dz, dlam + c.dlam, dnu + c.dnu
-        return Direction(dz=dz, Gdz=None, dlam=dlam, dnu=dnu)
+            if keep is None:
+                dz, dlam, dnu = dz + c.dz, dlam + c.dlam, dnu + c.dnu
+            else:
+                dz = torch.where(keep, dz + c.dz, dz)
+                dlam = torch.where(keep, dlam + c.dlam, dlam)
+                dnu = torch.where(keep, dnu + c.dnu, dnu)
+        Gdz = torch.matmul(dz.unsqueeze(-2), self.QCt[:, :, self.n : self.n + self.m]).squeeze(-2) if steps else d.Gdz
+        return Direction(dz=dz, Gdz=Gdz, dlam=dlam, dnu=dnu)
+
+    def solve_refined(
+        self, a: Tensor, e: Tensor, g: Tensor, w_inv: Tensor, rho: Tensor, delta: Tensor, steps: int
+    ) -> Direction:
+        """Solve with the last factorization, then refine (see ``refine``) for every problem."""
+        return self.refine(self.solve(self.shared_rhs(a, e), g), a, e, g, w_inv, rho, delta, steps)
 
     def _select_common(self, new: KKTSystem, idx: Tensor) -> None:
         new.prob, new.work = self.prob.select(idx), self.work
