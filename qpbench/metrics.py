@@ -11,8 +11,9 @@ Definitions (docs/solvers.md and DESIGN's "Measurement rules"):
   the table has no row at all for that solver and case (the suite left the solver out there;
   :func:`complete_grid` adds those rows). A not-run case stays in every denominator: it is not a
   success, it costs the penalty time, and its performance ratio is infinite; the tables say how
-  many cases each solver did not run. A solver that ran none of a level's cases gets no numbers
-  there at all (NaN): there is nothing to compare.
+  many cases each solver did not run. A case no solver ran (a CUDA case on a machine without a
+  GPU) is no comparison and is left out; a solver that ran none of a level's cases gets no
+  numbers there at all: there is nothing to compare.
 * A row is **attempted** when its outcome is ok / failed / timeout / crashed / oom.
 * A problem is a **success** when the solver said solved and all three residuals are within the
   tolerance (``n_success``; with recovered multipliers for a solver that returns z only). For a
@@ -41,7 +42,7 @@ import pandas as pd
 ATTEMPTED = ("ok", "failed", "timeout", "crashed", "oom")
 SKIPPED = "skipped"  # no row: the suite did not select this solver for this case (added by complete_grid)
 NOT_RUN = ("unsupported", "unavailable", SKIPPED)
-SKIPPED_REASON = "not selected for this case by the suite (exclude_solvers or its solvers list)"
+SKIPPED_REASON = "not selected for this case by the suite"
 DEFAULT_SHIFT_FRACTION = 0.1
 MIN_SHIFT = 1e-6
 _GROUP = ["solver", "tolerance"]
@@ -138,13 +139,18 @@ def default_shift(df: pd.DataFrame, fraction: float = DEFAULT_SHIFT_FRACTION) ->
     return max(fraction * float(times.median()), MIN_SHIFT)
 
 
-def _compared(df: pd.DataFrame) -> pd.DataFrame:
-    """The complete grid, less the (solver, tolerance) pairs that ran no case at all."""
+def compared(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows every aggregate is computed on: the complete grid, less the cases no solver ran
+    (a CUDA case on a machine without a GPU compares nobody) and the (solver, tolerance) pairs
+    that ran no case at all."""
     grid = complete_grid(df)
     if grid.empty:
         return grid
-    ran = grid["outcome"].isin(ATTEMPTED).groupby([grid[c] for c in _GROUP]).transform("any")
-    return grid[ran]
+    run = grid["outcome"].isin(ATTEMPTED)
+    someone_ran = run.groupby([grid["case_id"], grid["tolerance"]]).transform("any")
+    grid, run = grid[someone_ran], run[someone_ran]
+    ran_something = run.groupby([grid[c] for c in _GROUP]).transform("any")
+    return grid[ran_something]
 
 
 def success_rates(df: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +161,7 @@ def success_rates(df: pd.DataFrame) -> pd.DataFrame:
     problems_run; ``correct_rate``: share of the problems run where the solver's 'solved' flag
     agrees with the residual check. A solver that ran none of a level's cases is left out.
     """
-    rows = _compared(df).copy()
+    rows = compared(df).copy()
     columns = [*_GROUP, "cases", "cases_run", "problems", "problems_run", "successes", "success_rate",
                "success_rate_run", "correct_rate"]  # fmt: skip
     if rows.empty:
@@ -191,7 +197,7 @@ def runtime_summary(
     and the spread (min, median, max) of the penalized times beside the summary.
     """
     columns = [*_GROUP, "cases", "cases_run", "geomean", "relative", "min", "median", "max", "shift"]
-    rows = _compared(df).copy()
+    rows = compared(df).copy()
     if rows.empty:
         return pd.DataFrame(columns=columns)
     s = default_shift(df) if shift is None else float(shift)
@@ -232,7 +238,7 @@ def summary_table(
 def performance_ratios(df: pd.DataFrame, time_limit: float | None = None) -> pd.DataFrame:
     """Per (case_id, tolerance, solver): time / best time on that case (inf for a failure or a case
     not run). Cases on which no solver succeeded are dropped (no best time to compare with)."""
-    rows = _compared(df).copy()
+    rows = compared(df).copy()
     if rows.empty:
         return pd.DataFrame(columns=["case_id", "tolerance", "solver", "ratio"])
     ok = row_succeeded(rows)
