@@ -401,7 +401,7 @@ def test_the_report_leads_with_the_answer(mixed_report: tuple[Path, str]) -> Non
     assert failed == [
         ["inhouse", "1/8", "primal 1", "answers reported solved, outside the tolerance"],
         ["osqp", "2/6", "status 2", "max_iter 2"],
-        ["broken", "7/7", "crashed 2, failed 1, timeout 4",
+        ["broken", "7/7", "failed 1, timeout 4, crashed 2",
          "RuntimeError: boom; exceeded the time limit of 1.0 s; worker died (signal 11, SIGSEGV)"],
     ]  # fmt: skip
     assert lines.index("**Solvers that failed problems (all cases; details in Failures)**") < lines.index("## Contents")

@@ -163,12 +163,14 @@ def failed_solvers(frame: pd.DataFrame, solvers: list[str]) -> list[dict[str, An
                 tests[name] = tests.get(name, 0) + count
         for outcome, rows in mine[mine["outcome"] != ROW_OK].groupby("outcome"):
             tests[str(outcome)] = tests.get(str(outcome), 0) + int(rows["batch_size"].sum())
+        order = [*CRITERIA, "residuals", *ATTEMPTED]
+        ordered = sorted(tests.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
         table.append(
             {
                 "solver": solver,
                 "failed": int(failed),
                 "problems": int(problems),
-                "tests": ", ".join(f"{name} {count}" for name, count in tests.items()),
+                "tests": ", ".join(f"{name} {count}" for name, count in ordered),
                 "why": _why(mine),
             }
         )
