@@ -76,11 +76,18 @@ def test_gurobi_flags_a_size_limited_licence() -> None:
     adapter = get_adapter("gurobi")
     if not adapter.available:
         pytest.skip(f"gurobipy unavailable: {adapter.availability()[1]}")
-    from qpbench.adapters.gurobi import SIZE_LIMIT, size_limited_licence
+    from qpbench.adapters.gurobi import QP_SIZE_LIMIT, SIZE_LIMIT, size_limited_licence
 
     limited = size_limited_licence()
     assert ("size-limited licence" in adapter.version()) == limited
     assert ("size-limited licence" in get_adapter("cvxpy_gurobi").version()) == limited
-    n = SIZE_LIMIT + 1
-    big = QPBatch(Q=torch.eye(n, dtype=torch.float64)[None], p=torch.zeros(1, n, dtype=torch.float64), check="none")
-    assert (adapter.unsupported_reason(big) is not None) == limited
+
+    def batch(n: int, quadratic: bool) -> QPBatch:
+        Q = torch.eye(n, dtype=torch.float64)[None] * float(quadratic)
+        return QPBatch(Q=Q, p=torch.ones(1, n, dtype=torch.float64), check="none")
+
+    # the licence's limits: 200 variables with a quadratic objective, 2000 for an LP
+    assert adapter.unsupported_reason(batch(QP_SIZE_LIMIT, True)) is None
+    assert (adapter.unsupported_reason(batch(QP_SIZE_LIMIT + 1, True)) is not None) == limited
+    assert adapter.unsupported_reason(batch(QP_SIZE_LIMIT + 1, False)) is None
+    assert (adapter.unsupported_reason(batch(SIZE_LIMIT + 1, False)) is not None) == limited

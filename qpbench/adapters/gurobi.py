@@ -1,9 +1,11 @@
 """Gurobi (gurobipy, barrier for QPs): one problem at a time; setup builds the model.
 
 The size-limited licence that ships with gurobipy takes at most 2000 variables and 2000
-constraints. Which licence is present is found out once per process (a model one variable over
-the limit is refused with error 10010 under the restricted licence); under it, larger problems are
-declared unsupported rather than left to fail, and the version says "size-limited licence".
+constraints, and at most 200 variables once the objective has quadratic terms (measured: a QP
+with 201 variables is refused). Which licence is present is found out once per process (a model
+one variable over the limit is refused with error 10010 under the restricted licence); under it,
+larger problems are declared unsupported rather than left to fail, and the version says
+"size-limited licence".
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from qpbench.problem import QPBatch
 from qpbench.status import Status
 
 SIZE_LIMIT = 2000  # restricted licence: variables and linear constraints each
+QP_SIZE_LIMIT = 200  # restricted licence: variables when the objective is quadratic
 
 # gurobipy GRB.Status codes.
 _STATUS = {
@@ -60,7 +63,7 @@ class GurobiAdapter(LoopedAdapter):
     name = "gurobi"
     package = "gurobipy"
     capabilities = Capabilities(batched=False, differentiable=False)
-    takes_note = f"n ≤ {SIZE_LIMIT}, m + k ≤ {SIZE_LIMIT} under the size-limited licence"
+    takes_note = f"under the size-limited licence n ≤ {QP_SIZE_LIMIT} (LPs {SIZE_LIMIT}), m + k ≤ {SIZE_LIMIT}"
     options_note = (
         "`BarConvTol` bounds the barrier's relative gap while the suite's gap test is absolute: asked "
         "for eps, 55% of the default suite's problems at mid failed that test. eps / 1000 covers "
@@ -81,9 +84,12 @@ class GurobiAdapter(LoopedAdapter):
         return LICENCE_NOTE if self.available and size_limited_licence() else ""
 
     def unsupported_reason(self, batch: QPBatch, device: str | None = None) -> str | None:
-        too_big = batch.n > SIZE_LIMIT or batch.m + batch.k > SIZE_LIMIT
+        quadratic = bool((batch.Q != 0).any())
+        variables = QP_SIZE_LIMIT if quadratic else SIZE_LIMIT
+        too_big = batch.n > variables or batch.m + batch.k > SIZE_LIMIT
         if too_big and self.licence():
-            return f"{LICENCE_NOTE} of gurobipy: at most {SIZE_LIMIT} variables and {SIZE_LIMIT} constraints"
+            return (f"{LICENCE_NOTE} of gurobipy: at most {SIZE_LIMIT} constraints and {SIZE_LIMIT} variables, "
+                    f"{QP_SIZE_LIMIT} with a quadratic objective")  # fmt: skip
         return super().unsupported_reason(batch, device)
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
