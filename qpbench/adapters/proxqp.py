@@ -20,6 +20,9 @@ _STATUS = {
 }
 
 
+_INFEASIBILITY_TOL = 1e-6  # every level: a detection threshold (options_note)
+
+
 class ProxQPAdapter(LoopedAdapter):
     name = "proxqp"
     package = "proxsuite"
@@ -28,7 +31,11 @@ class ProxQPAdapter(LoopedAdapter):
         "ProxQP stops on its primal and dual residuals alone unless `check_duality_gap` is on; without "
         "it, 16% of its default-suite answers at mid had gaps above eps (up to 3.6e-5). With the gap "
         "tested at eps (absolute; every relative tolerance 0) every default-suite problem succeeds at "
-        "every level. ProxQP has no time limit; no initial guess, so every repeat starts cold."
+        "every level. The infeasibility tests are a detection threshold, not an accuracy: at ProxQP's "
+        "default 1e-4, 14 of the 43 convex Maros–Mészáros problems with n ≤ 500 were declared primal "
+        "infeasible at mid (all are feasible); at 1e-6, 9 were, and every problem of the "
+        "primal_infeasible family is still detected (below 1e-7 detection fails). ProxQP has no time "
+        "limit; no initial guess, so every repeat starts cold."
     )
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
@@ -39,6 +46,8 @@ class ProxQPAdapter(LoopedAdapter):
             "check_duality_gap": True,
             "eps_duality_gap_abs": tolerance.eps,
             "eps_duality_gap_rel": 0.0,
+            "eps_primal_inf": _INFEASIBILITY_TOL,
+            "eps_dual_inf": _INFEASIBILITY_TOL,
             "max_iter": 1_000,
             "verbose": False,
         }
