@@ -176,3 +176,17 @@ def test_failed_criteria_are_counted_per_test(status: list, primal: list, dual: 
     assert fields["n_success"] == 1 and fields["multipliers"] == MULTIPLIERS_FROM_SOLVER
     infeasible = summarize({**raw, "status": [1, 1, 0, 3, 1]}, EPS, expected_status="primal_infeasible")
     assert infeasible["n_failed_status"] == 2 and infeasible["n_failed_gap"] == 0
+
+
+def test_bounded_least_squares_by_hand() -> None:
+    from qpbench.runner.measure import bounded_least_squares
+
+    # target = 2 * b1 + 0 * b2 + 3 * f, and b2 can only help with a negative weight: x = (2, 0)
+    b1, b2, f = np.array([1.0, 0, 0, 0]), np.array([0, -1.0, 0, 0]), np.array([0, 0, 1.0, 1.0])
+    target = 2 * b1 + 3 * f + np.array([0, 1.0, 0, 0])
+    x, y = bounded_least_squares(np.column_stack([b1, b2]), np.column_stack([f, f]), target)  # f twice: rank 1
+    np.testing.assert_allclose(x, [2.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(np.column_stack([f, f]) @ y, 3 * f, atol=1e-12)
+    x, y = bounded_least_squares(np.column_stack([b1]), np.zeros((4, 0)), target)
+    np.testing.assert_allclose(x, [2.0])
+    assert y.shape == (0,)
