@@ -3,7 +3,7 @@
 Everything here comes from code that is the same on every machine (capabilities, ``options`` at
 each tolerance level, the documentation attributes of :class:`~qpbench.adapters.base.Adapter`);
 nothing depends on which packages are installed, so the committed page can be checked against
-the code in any environment (tests/test_solver_docs.py).
+the code in any environment (tests/test_solver_options.py).
 """
 
 from __future__ import annotations
