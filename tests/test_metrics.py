@@ -67,24 +67,62 @@ def test_penalized_times_count_failures_as_the_time_limit(table: pd.DataFrame) -
     assert metrics.penalized_times(per_row).tolist() == [1.0, 2.0, 5.0, 2.0, 5.0, 4.0]
 
 
-def test_success_rates_leave_out_unsupported_rows(table: pd.DataFrame) -> None:
-    rates = metrics.success_rates(table).set_index("solver")
-    assert rates.loc["A", "cases"] == 3 and rates.loc["B", "cases"] == 3
-    assert rates.loc["A", "success_rate"] == pytest.approx(2 / 3)
-    assert rates.loc["B", "success_rate"] == pytest.approx(2 / 3)
-    assert rates.loc["A", "correct_rate"] == pytest.approx(2 / 3)  # the failed row counts as not correct
+def with_c4_run(table: pd.DataFrame) -> pd.DataFrame:
+    """The fixture plus solver C, which ran c4 only (1 s, solved): now someone ran c4."""
+    return pd.concat([table, pd.DataFrame([row("C", "c4", 3.0, 1)])], ignore_index=True)
+
+
+def test_success_rates_keep_cases_not_run_in_the_denominator(table: pd.DataFrame) -> None:
+    # c4: A unsupported, B has no row (skipped), C ran it; all three are compared on all four cases.
+    rates = metrics.success_rates(with_c4_run(table)).set_index("solver")
+    assert (rates["cases"] == 4).all()
+    assert rates.loc["A", "cases_run"] == 3 and rates.loc["B", "cases_run"] == 3 and rates.loc["C", "cases_run"] == 1
+    assert rates.loc["A", "success_rate"] == pytest.approx(2 / 4)
+    assert rates.loc["B", "success_rate"] == pytest.approx(2 / 4)
+    assert rates.loc["C", "success_rate"] == pytest.approx(1 / 4) and rates.loc["C", "success_rate_run"] == 1.0
+    assert rates.loc["A", "success_rate_run"] == pytest.approx(2 / 3)
+    assert rates.loc["A", "correct_rate"] == pytest.approx(2 / 3)  # of the problems run; the failed row is not correct
     assert rates.loc["B", "correct_rate"] == pytest.approx(2 / 3)
 
 
+def test_a_case_no_solver_ran_is_left_out(table: pd.DataFrame) -> None:
+    # In the fixture nobody ran c4 (A unsupported, B no row): it compares nobody.
+    rates = metrics.success_rates(table).set_index("solver")
+    assert (rates["cases"] == 3).all() and rates.loc["A", "success_rate"] == pytest.approx(2 / 3)
+    assert "c4" not in set(metrics.compared(table)["case_id"])
+
+
+def test_complete_grid_adds_skipped_rows_with_the_case_description(table: pd.DataFrame) -> None:
+    table = table.assign(batch_size=[1, 1, 1, 8, 1, 1, 1], n=10)  # c4 holds 8 problems
+    grid = metrics.complete_grid(table)
+    added = grid.iloc[len(table) :]
+    assert len(added) == 1
+    skipped = added.iloc[0]
+    assert (skipped["solver"], skipped["case_id"], skipped["outcome"]) == ("B", "c4", metrics.SKIPPED)
+    assert skipped["batch_size"] == 8 and skipped["n"] == 10 and skipped["error"] == metrics.SKIPPED_REASON
+    assert metrics.complete_grid(grid).shape == grid.shape  # nothing more to add
+
+
+def test_a_solver_that_ran_no_case_gets_no_numbers(table: pd.DataFrame) -> None:
+    absent = pd.DataFrame([row("C", case, None, None, outcome="unavailable") for case in ("c1", "c2", "c3", "c4")])
+    both = pd.concat([table, absent], ignore_index=True)
+    assert set(metrics.success_rates(both)["solver"]) == {"A", "B"}
+    assert set(metrics.runtime_summary(both, time_limit=10.0, shift=1.0)["solver"]) == {"A", "B"}
+    assert set(metrics.performance_ratios(both, time_limit=10.0)["solver"]) == {"A", "B"}
+
+
 def test_runtime_summary_normalizes_best_to_one(table: pd.DataFrame) -> None:
-    summary = metrics.runtime_summary(table, time_limit=10.0, shift=1.0).set_index("solver")
-    a = 66 ** (1 / 3) - 1  # A: penalized [1, 2, 10]
-    b = 165 ** (1 / 3) - 1  # B: penalized [2, 10, 4]
+    summary = metrics.runtime_summary(with_c4_run(table), time_limit=10.0, shift=1.0).set_index("solver")
+    a = 726 ** (1 / 4) - 1  # A: penalized [1, 2, 10 (failed), 10 (unsupported)], each + 1
+    b = 1815 ** (1 / 4) - 1  # B: penalized [2, 10 (inaccurate), 4, 10 (skipped)], each + 1
+    c = 5324 ** (1 / 4) - 1  # C: penalized [10, 10, 10 (skipped), 3], each + 1
     assert summary.loc["A", "geomean"] == pytest.approx(a)
     assert summary.loc["B", "geomean"] == pytest.approx(b)
+    assert summary.loc["C", "geomean"] == pytest.approx(c)
     assert summary.loc["A", "relative"] == 1.0
     assert summary.loc["B", "relative"] == pytest.approx(b / a)
-    assert summary.loc["B", "min"] == 2.0 and summary.loc["B", "max"] == 10.0 and summary.loc["B", "median"] == 4.0
+    assert summary.loc["B", "min"] == 2.0 and summary.loc["B", "max"] == 10.0 and summary.loc["B", "median"] == 7.0
+    assert summary.loc["A", "cases"] == 4 and summary.loc["A", "cases_run"] == 3
 
 
 def test_default_shift_is_a_tenth_of_the_median_successful_time(table: pd.DataFrame) -> None:
@@ -141,7 +179,9 @@ def test_summary_table_joins_rates_and_times(table: pd.DataFrame) -> None:
         "solver",
         "tolerance",
         "cases",
+        "cases_run",
         "success_rate",
+        "success_rate_run",
         "correct_rate",
         "geomean",
         "relative",

@@ -77,6 +77,11 @@ class Adapter(abc.ABC):
     name: str = ""
     package: str = ""  # the importable package whose version is reported
     capabilities: Capabilities = Capabilities(batched=False, differentiable=False)
+    # For docs/solvers.md, which ``qpbench solvers --markdown`` writes from these (never by hand):
+    status_source: str = "the solver's"  # where the per-problem status comes from
+    returns_multipliers: bool = True  # False: z only; the suite recovers multipliers at z
+    takes_note: str = ""  # a limit the capabilities cannot express (a licence's size limit)
+    options_note: str = ""  # why ``options`` maps the levels the way it does (measured where it matters)
 
     # ------------------------------------------------------------- availability
     def availability(self) -> tuple[bool, str]:
@@ -92,12 +97,22 @@ class Adapter(abc.ABC):
         return self.availability()[0]
 
     def version(self) -> str:
+        """The package version, with the licence's restriction appended where there is one."""
+        base = self.package_version()
+        restriction = self.licence() if base else ""
+        return f"{base} ({restriction})" if restriction else base
+
+    def package_version(self) -> str:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
             return version(self.package) if self.package else ""
         except PackageNotFoundError:
             return ""
+
+    def licence(self) -> str:
+        """What restricts the licence in use ("" when nothing does), e.g. "size-limited licence"."""
+        return ""
 
     def _import(self) -> Any:
         """Import the solver's package (override when the import is not just ``self.package``)."""

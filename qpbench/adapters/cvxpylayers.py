@@ -21,6 +21,8 @@ from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
 from qpbench.status import Status
 
+_Z_MARGIN = 0.1  # SCS's residual target / tolerance (see options)
+
 
 @dataclass
 class _Prepared:
@@ -41,6 +43,14 @@ class CvxpyLayersAdapter(Adapter):
     package = "cvxpylayers"
     capabilities = Capabilities(batched=True, differentiable=True, devices=("cpu",), dtypes=(torch.float64,))
     gradient_convention = "sum"
+    returns_multipliers = False
+    status_source = "derived: finite z (a solver failure fails the whole batch)"
+    options_note = (
+        "diffcp hands `solver_args` to SCS (`eps_rel = 0`: the suite's tests are absolute). The layer "
+        "returns z only, judged with multipliers recovered at z, which needs z closer to the optimum "
+        "than SCS's own test at eps ensures: asked for eps, 2% of its default-suite answers at mid "
+        "(12% at low) failed the dual test; asked for eps / 10, none fails at any level."
+    )
 
     def _import(self) -> Any:
         from cvxpylayers.torch import CvxpyLayer
@@ -49,7 +59,8 @@ class CvxpyLayersAdapter(Adapter):
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # solver_args go to diffcp, which hands them to SCS; SCS's time limit is per problem.
-        opts: dict[str, Any] = {"eps_abs": tolerance.eps, "eps_rel": 0.0, "max_iters": 200_000}
+        # eps / 10: z alone is judged (options_note).
+        opts: dict[str, Any] = {"eps_abs": tolerance.eps * _Z_MARGIN, "eps_rel": 0.0, "max_iters": 200_000}
         opts.update(time_limit_option("time_limit_secs", time_limit))
         return opts
 

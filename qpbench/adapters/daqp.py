@@ -31,6 +31,11 @@ class DAQPAdapter(LoopedAdapter):
     # Singular Hessians go through DAQP's proximal-point regularization, which does not reach the
     # suite's tolerances reliably; declare positive definite Q only.
     capabilities = Capabilities(batched=False, differentiable=False, needs_pd_q=True, lp=False)
+    options_note = (
+        "`primal_tol` bounds the constraint violation; DAQP's `dual_tol` (default 1e-12) is already "
+        "tighter than every level. Singular Hessians are declared unsupported: DAQP's proximal-point "
+        "regularization does not reach the suite's tolerances reliably."
+    )
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # DAQP's primal_tol bounds constraint violation; its dual_tol (default 1e-12) is already

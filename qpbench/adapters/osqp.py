@@ -35,6 +35,10 @@ class OSQPAdapter(LoopedAdapter):
     name = "osqp"
     package = "osqp"
     capabilities = Capabilities(batched=False, differentiable=False)
+    options_note = (
+        "Absolute accuracy only (`eps_rel = 0`), as the suite's tests are absolute; polishing on (an "
+        "active-set refinement of the ADMM answer); no warm start, so every repeat does the same work."
+    )
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # Absolute accuracy only (eps_rel = 0), as the suite's success check is absolute.

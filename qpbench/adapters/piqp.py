@@ -25,6 +25,7 @@ class PIQPAdapter(LoopedAdapter):
     name = "piqp"
     package = "piqp"
     capabilities = Capabilities(batched=False, differentiable=False)
+    options_note = "Absolute residual and duality-gap tolerances at eps, the relative ones 0. No time limit."
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # PIQP has no time limit setting; only tolerances and the iteration cap map.

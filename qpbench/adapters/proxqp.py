@@ -20,14 +20,37 @@ _STATUS = {
 }
 
 
+_INFEASIBILITY_TOL = 1e-6  # every level: a detection threshold (options_note)
+
+
 class ProxQPAdapter(LoopedAdapter):
     name = "proxqp"
     package = "proxsuite"
     capabilities = Capabilities(batched=False, differentiable=False)
+    options_note = (
+        "ProxQP stops on its primal and dual residuals alone unless `check_duality_gap` is on; without "
+        "it, 16% of its default-suite answers at mid had gaps above eps (up to 3.6e-5). With the gap "
+        "tested at eps (absolute; every relative tolerance 0) every default-suite problem succeeds at "
+        "every level. The infeasibility tests are a detection threshold, not an accuracy: at ProxQP's "
+        "default 1e-4, 14 of the 43 convex Maros–Mészáros problems with n ≤ 500 were declared primal "
+        "infeasible at mid (all are feasible); at 1e-6, 9 were, and every problem of the "
+        "primal_infeasible family is still detected (below 1e-7 detection fails). ProxQP has no time "
+        "limit; no initial guess, so every repeat starts cold."
+    )
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
-        # ProxQP has no time limit setting. No initial guess: every repeat starts cold.
-        return {"eps_abs": tolerance.eps, "eps_rel": 0.0, "max_iter": 1_000, "verbose": False}
+        # The duality-gap test is off by default (options_note).
+        return {
+            "eps_abs": tolerance.eps,
+            "eps_rel": 0.0,
+            "check_duality_gap": True,
+            "eps_duality_gap_abs": tolerance.eps,
+            "eps_duality_gap_rel": 0.0,
+            "eps_primal_inf": _INFEASIBILITY_TOL,
+            "eps_dual_inf": _INFEASIBILITY_TOL,
+            "max_iter": 1_000,
+            "verbose": False,
+        }
 
     def prepare_one(self, data: ProblemArrays, options: dict[str, Any]) -> Any:
         import proxsuite

@@ -21,6 +21,8 @@ from qpbench.adapters._common import INFINITY, UNLIMITED, check_supported, deriv
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import NAMES, QPBatch
 
+_GAP_MARGIN = 1e-2  # residual target / tolerance, so that the untested gap meets the tolerance too
+
 
 @dataclass
 class _Prepared:
@@ -35,6 +37,13 @@ class ProxQPLayerAdapter(Adapter):
         batched=True, differentiable=True, devices=("cpu",), dtypes=(torch.float64,), needs_constraints=True
     )
     gradient_convention = "sum"
+    status_source = "derived: primal and dual residual ≤ 10 × its eps"
+    options_note = (
+        "The layer exposes ProxQP's `eps_abs` (as `eps`) and `maxIter` only, so ProxQP's duality-gap "
+        "test stays off: asked for eps, 16% of its default-suite answers at mid had gaps above eps (up "
+        "to 1.5e-5). Asked for eps / 100, the untested gap stays below eps and every default-suite "
+        "problem succeeds at every level. No time limit."
+    )
 
     def _import(self) -> Any:
         import proxsuite.torch.qplayer as qplayer
@@ -42,8 +51,8 @@ class ProxQPLayerAdapter(Adapter):
         return qplayer
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
-        # The layer exposes eps (ProxQP's eps_abs) and maxIter only; no time limit.
-        return {"eps": tolerance.eps, "maxIter": 10_000}
+        # eps / 100: the layer cannot turn on ProxQP's gap test (options_note).
+        return {"eps": tolerance.eps * _GAP_MARGIN, "maxIter": 10_000}
 
     def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = UNLIMITED) -> _Prepared:
         check_supported(self, batch)

@@ -15,6 +15,7 @@ class QuadprogAdapter(LoopedAdapter):
     name = "quadprog"
     package = "quadprog"
     capabilities = Capabilities(batched=False, differentiable=False, needs_pd_q=True, lp=False)
+    options_note = "quadprog has no tolerance, iteration or time options: its active-set method runs to the end."
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # quadprog has no tolerance, iteration or time options: it runs its active-set method to the end.

@@ -28,6 +28,10 @@ class SCSAdapter(LoopedAdapter):
     name = "scs"
     package = "scs"
     capabilities = Capabilities(batched=False, differentiable=False, needs_constraints=True)
+    options_note = (
+        "Absolute accuracy only (`eps_rel = 0`); `eps_infeas = 1e-9` so that an infeasibility "
+        "certificate is not accepted early."
+    )
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         opts: dict[str, Any] = {

@@ -2,6 +2,10 @@
 it can take. Per-problem solvers also run on worker processes as ``<name>@<workers>``
 (e.g. ``quadprog@4``) in suites and ``qpbench run``.
 
+``--markdown`` prints the adapter tables of docs/solvers.md (capabilities, options per tolerance
+level, why each mapping) from the code alone, the same on every machine; ``--markdown FILE``
+rewrites the generated part of FILE in place, between the two marker lines.
+
 Exit codes: 0 listed; 1 with --require N when fewer than N adapters are available.
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 NAME = "solvers"
@@ -30,8 +35,21 @@ COLUMNS = (
 )
 
 
+BEGIN_MARKER = "<!-- begin generated: qpbench solvers --markdown docs/solvers.md (edit the adapters, not this part) -->"
+END_MARKER = "<!-- end generated -->"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument(
+        "--markdown",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="FILE",
+        help="print the adapter tables of docs/solvers.md, generated from the code; with FILE, rewrite "
+        "the generated part of FILE (between its marker lines) instead",
+    )
     parser.add_argument("--available", action="store_true", help="list only the available adapters")
     parser.add_argument(
         "--require",
@@ -66,6 +84,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(args: argparse.Namespace) -> int:
     from qpbench.adapters.registry import all_adapters
 
+    if args.markdown is not None:
+        return _write_markdown(args.markdown)
     if args.require is not None and args.require < 0:
         raise ValueError(f"--require must be >= 0, got {args.require}")
     rows = [adapter.describe() for adapter in all_adapters()]
@@ -80,3 +100,32 @@ def main(args: argparse.Namespace) -> int:
         print(f"qpbench solvers: only {count} adapters available, {args.require} required", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_markdown(target: str) -> int:
+    from qpbench.adapters.docs import adapter_tables
+    from qpbench.adapters.registry import all_adapters
+
+    text = adapter_tables(all_adapters())
+    if target == "-":
+        print(text, end="")
+        return 0
+    path = Path(target)
+    path.write_text(replace_generated(path.read_text(encoding="utf-8"), text, str(path)), encoding="utf-8")
+    print(f"wrote the generated part of {path}")
+    return 0
+
+
+def replace_generated(document: str, generated: str, where: str = "the document") -> str:
+    """``document`` with the text between its marker lines replaced by ``generated``."""
+    start, end = document.find(BEGIN_MARKER), document.find(END_MARKER)
+    if start < 0 or end < start:
+        raise ValueError(f"{where}: needs the marker lines {BEGIN_MARKER!r} and then {END_MARKER!r}")
+    head = document[: start + len(BEGIN_MARKER)]
+    return f"{head}\n\n{generated.strip()}\n\n{document[end:]}"
+
+
+def generated_part(document: str) -> str:
+    """The text between the marker lines (stripped), or "" when they are missing."""
+    start, end = document.find(BEGIN_MARKER), document.find(END_MARKER)
+    return document[start + len(BEGIN_MARKER) : end].strip() if 0 <= start < end else ""

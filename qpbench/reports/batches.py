@@ -32,20 +32,33 @@ def batch_sections(ctx: ReportContext) -> list[Block]:
         sizes = f"n{fmt.integer(n)}-m{fmt.integer(m)}-k{fmt.integer(k)}"
         slug = f"{suite}-{family}-{sizes}-{dtype}-{device}-{tolerance}"
         short = f"{family} {fmt.sizes(n, m, k)}, {dtype}/{device}, tol {tolerance}"
+        fastest = fastest_at_largest_batch(measured)
         for kind, title, per_problem in (
             ("time", f"Batch solve time vs B\n{short}", False),
             ("per-problem", f"Time per problem vs B\n{short}", True),
         ):
-            path = plots.time_vs_batch(measured, ctx.style, title, ctx.plot_path(f"{kind}-{slug}"), per_problem)
+            path = ctx.plot_path(f"{kind}-{slug}")
+            path = plots.time_vs_batch(measured, ctx.style, title, path, per_problem, fastest)
             blocks.append(Image(path, title.replace("\n", ", ")))
         others = set(measured["solver"]) - {ctx.reference}
         if ctx.reference not in set(measured["solver"]) or not others:
             blocks.append(Paragraph(f"No speed-up plot: `{ctx.reference}` and no other solver both ran here."))
         else:
             title = f"Speed-up over {ctx.reference} vs B\n{short}"
-            path = plots.speedup_vs_batch(measured, ctx.reference, ctx.style, title, ctx.plot_path(f"speedup-{slug}"))
+            path = ctx.plot_path(f"speedup-{slug}")
+            path = plots.speedup_vs_batch(measured, ctx.reference, ctx.style, title, path, fastest)
             blocks.append(Image(path, title.replace("\n", ", ")))
     return blocks
+
+
+def fastest_at_largest_batch(rows: pd.DataFrame) -> str | None:
+    """The solver a batch plot draws strong: fastest at the largest batch size among the rows that
+    solved every problem (None when none did)."""
+    ok = rows[rows["row_ok"] & (rows["solve_time_median"] > 0)]
+    if ok.empty:
+        return None
+    largest = ok[ok["batch_size"] == ok["batch_size"].max()]
+    return str(largest.sort_values("solve_time_median").iloc[0]["solver"])
 
 
 def test_set_sections(ctx: ReportContext) -> list[Block]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from qpbench.reports import batches, diagnostics, overview, plots, summary
+from qpbench.reports import answer, batches, diagnostics, overview, plots, summary
 from qpbench.reports.context import PLOTS_DIR, ReportContext
-from qpbench.reports.document import Block, Heading, Paragraph, to_html, to_markdown
+from qpbench.reports.document import Block, Contents, Heading, Paragraph, to_html, to_markdown
 from qpbench.results import load_environment, load_table
 
 REPORT_MD = "report.md"
@@ -44,18 +44,24 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None, ref
     context = ReportContext(frame, environment, solvers, reference, out, plots.SolverStyle(tuple(solvers)))
     title = f"qpbench report: {', '.join(_suite_names(frame, environment)) or 'no suite'}"
 
+    # The answer first (fastest per problem size and batch size, who failed and why), then the
+    # contents; the definitions, what was run and the machine at the end.
     blocks: list[Block] = [Heading(1, title), *overview.intro(context)]
-    blocks += overview.environment_section(context)
-    blocks += overview.contents_section(context)
     if frame.empty:
         blocks.append(Paragraph("The results table has no rows: nothing was measured."))
     else:
+        blocks += answer.answer_section(context)
+    blocks.append(Heading(2, "Contents"))
+    blocks.append(Contents())
+    if not frame.empty:
         blocks += overview.summary_sections(context)
         blocks += batches.batch_sections(context)
         blocks += batches.test_set_sections(context)
         blocks += diagnostics.gradient_section(context)
         blocks += diagnostics.failure_section(context)
     blocks += overview.definitions_section()
+    blocks += overview.contents_section(context)
+    blocks += overview.environment_section(context)
 
     report = out / REPORT_MD
     report.write_text(to_markdown(blocks, out), encoding="utf-8")

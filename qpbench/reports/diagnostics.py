@@ -63,6 +63,7 @@ def failure_section(ctx: ReportContext) -> list[Block]:
     rows = []
     for _, r in failed.iterrows():
         problem = r["problem"] or r["family"]
+        message = r["error"] if r["outcome"] != "ok" else r["problem_errors"]
         rows.append(
             (
                 r["solver"],
@@ -73,45 +74,42 @@ def failure_section(ctx: ReportContext) -> list[Block]:
                 r["tolerance"],
                 r["outcome"],
                 f"{int(r['problems_ok'])}/{fmt.integer(r['batch_size'])}",
+                summary.failed_tests(r) or fmt.DASH,
                 summary.status_summary(r) or fmt.DASH,
                 fmt.sci(r["_worst"]),
-                _short(r["error"]) or fmt.DASH,
+                summary.short_text(message) or fmt.DASH,
             )
         )
     not_run = summary.not_run_summary(ctx.frame)
-    return [
+    idle = summary.unrunnable_cases(ctx.frame)
+    blocks: list[Block] = [
         Heading(2, "Failures"),
         Paragraph(
-            "Every attempted row where not all problems of the batch succeeded: the outcome of the row, the "
-            "per-problem statuses the solver reported, the worst of its residuals (max of primal, dual, gap; "
-            "a 'solved' status with a residual above the tolerance is a wrong answer), and the error raised."
+            "Every attempted row where not all problems of the batch succeeded: the outcome of the row, "
+            "the test its failed problems failed (status: not reported solved; primal, dual, gap: reported "
+            "solved with that residual above the tolerance), the statuses the solver reported, the worst "
+            "of its residuals (max of primal, dual, gap), and the solver's message or the error raised."
         ),
         table(
             f"Failed or partly failed rows ({len(rows)})",
-            (
-                "solver",
-                "suite",
-                "problem",
-                "B",
-                "dtype/device",
-                "tolerance",
-                "outcome",
-                "succeeded",
-                "statuses",
-                "worst residual",
-                "error",
-            ),
+            ("solver", "suite", "problem", "B", "dtype/device", "tolerance", "outcome", "succeeded", "failed test",
+             "statuses", "worst residual", "message"),
             rows,
         ),
         table(
-            f"Not run: unsupported or unavailable ({sum(r['rows'] for r in not_run)} rows)",
-            ("solver", "outcome", "reason", "rows"),
-            [(r["solver"], r["outcome"], _short(r["reason"]) or fmt.DASH, r["rows"]) for r in not_run],
+            f"Not run: unsupported, unavailable or skipped ({sum(r['rows'] for r in not_run)} rows)",
+            ("outcome", "reason", "solvers", "rows"),
+            [(r["outcome"], summary.short_text(r["reason"]) or fmt.DASH, ", ".join(r["solvers"]), r["rows"])
+             for r in not_run],
         ),
     ]
-
-
-def _short(text: str, limit: int = 160) -> str:
-    """First line of an error, shortened: a full traceback belongs in the results table."""
-    line = text.strip().splitlines()[-1] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    if idle:
+        blocks.append(
+            Paragraph(
+                "Cases no solver ran (what this machine cannot run, such as CUDA cases without a GPU), "
+                "one line per reason: "
+                + "; ".join(f"{i['reason']}: {i['cases']} cases, {i['rows']} rows" for i in idle)
+                + "."
+            )
+        )
+    return blocks

@@ -20,13 +20,15 @@ _MAX_VALUE = 300  # a long value (an env dump, a traceback) would wreck the tabl
 
 
 SUITE_GROUPS = "suite.groups"  # shown as its own table (one row per case group), not one long cell
+# Shown as tables of their own (solver versions, solver options), not as key/value rows.
+_OWN_TABLES = (SUITE_GROUPS, "solver_options", "solver_versions")
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for key, value in record.items():
         name = f"{prefix}{key}"
-        if name == SUITE_GROUPS:
+        if name in _OWN_TABLES:
             continue
         if isinstance(value, Mapping):
             if value:
@@ -73,3 +75,29 @@ def environment_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
         value = value if len(value) <= _MAX_VALUE else value[: _MAX_VALUE - 3] + "..."
         rows.append((key, value))
     return rows
+
+
+def solver_option_rows(record: Mapping[str, Any], solvers: list[str]) -> list[tuple[str, str, str, str]]:
+    """(solver, tolerance, time limit, options) from the record's ``solver_options``, in ``solvers``
+    order (then any others the record names)."""
+    options = record.get("solver_options")
+    if not isinstance(options, Mapping):
+        return []
+    names = [s for s in solvers if s in options] + [s for s in options if s not in solvers]
+    rows = []
+    for name in names:
+        for entry in options[name] if isinstance(options[name], list) else []:
+            if not isinstance(entry, Mapping):
+                continue
+            if "error" in entry:
+                rows.append((name, "", "", f"could not be read: {entry['error']}"))
+                continue
+            shown = ", ".join(f"{key}={_short_value(value)}" for key, value in dict(entry.get("options") or {}).items())
+            rows.append((name, str(entry.get("tolerance", "")), _short_value(entry.get("time_limit")), shown or "none"))
+    return rows
+
+
+def _short_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)

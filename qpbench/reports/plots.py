@@ -21,32 +21,54 @@ from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
 from qpbench.reports import summary
 
-# Ten strong colours, then their light variants; with 7 markers (coprime to 20) every one of the
-# first 140 solvers gets its own (colour, marker) pair, so two solvers never look the same.
+# 24 colours a reader can tell apart (tab10, then Kelly's colours of maximum contrast that differ
+# from those), and 14 marker shapes: solver i gets colour i % 24 and marker i % 14, so the first 24
+# solvers each have their own colour and no two of the first 168 share colour and marker. Black is
+# kept for the in-house solver.
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf", "#aec7e8", "#ff9896", "#98df8a", "#ffbb78", "#c5b0d5", "#c49c94",
-           "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")  # fmt: skip
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+           "#bcbd22", "#17becf", "#875692", "#a1caf1", "#c2b280", "#008856", "#f99379", "#604e97",
+           "#dcd300", "#882d17", "#8db600", "#654522", "#2b3d26", "#f3c300", "#b3446c", "#e68fac")  # fmt: skip
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "h", "<", ">", "p", "d", "8")
+INHOUSE = "inhouse"
+_INHOUSE_COLOR = "#000000"
 _NOTE_FAILED = "hollow marker:\nnot every problem\nin the batch succeeded"
+_NOTE_EMPHASIS = "bold: in-house and fastest"
 
 
 @dataclass(frozen=True)
 class SolverStyle:
-    """Fixed colour and marker per solver, so a solver looks the same in every plot."""
+    """Fixed colour and marker per solver, so a solver looks the same in every plot; the in-house
+    solver (black) and the plot's fastest are drawn strong, every other solver quieter."""
 
     solvers: tuple[str, ...]
 
     def color(self, solver: str) -> str:
+        if solver == INHOUSE:
+            return _INHOUSE_COLOR
         return _COLORS[self._index(solver) % len(_COLORS)]
 
     def marker(self, solver: str) -> str:
         return _MARKERS[self._index(solver) % len(_MARKERS)]
 
     def _index(self, solver: str) -> int:
-        return self.solvers.index(solver) if solver in self.solvers else len(self.solvers)
+        others = [s for s in self.solvers if s != INHOUSE]
+        return others.index(solver) if solver in others else len(others)
+
+    def line(self, solver: str, strong: bool) -> dict[str, object]:
+        """matplotlib keywords for a solver's line: strong (wide, opaque, on top) or quiet."""
+        if strong:
+            return {"color": self.color(solver), "marker": self.marker(solver), "linewidth": 2.6, "markersize": 7,
+                    "alpha": 1.0, "zorder": 5}  # fmt: skip
+        return {"color": self.color(solver), "marker": self.marker(solver), "linewidth": 1.0, "markersize": 4.5,
+                "alpha": 0.6, "zorder": 3}  # fmt: skip
 
 
-def _new_figure(width: float = 8.5, height: float = 4.5) -> tuple[Figure, Axes]:
+def strong_set(fastest: str | None) -> set[str]:
+    """The solvers a plot draws strong: the in-house solver and the plot's fastest."""
+    return {INHOUSE} | ({fastest} if fastest else set())
+
+
+def _new_figure(width: float = 9.0, height: float = 5.0) -> tuple[Figure, Axes]:
     figure = Figure(figsize=(width, height), dpi=110)
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot(1, 1, 1)
@@ -54,19 +76,21 @@ def _new_figure(width: float = 8.5, height: float = 4.5) -> tuple[Figure, Axes]:
 
 def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Fixed margins (room for two-line labels) instead of tight_layout, which draws every figure twice.
-    figure.subplots_adjust(left=0.12, right=0.76, bottom=0.12, top=0.88)
-    figure.savefig(path, format="png", metadata={"Software": None})
+    # The bounding box is fitted to everything drawn (labels, the legend outside the axes), so
+    # nothing is clipped however long a label or however many solvers.
+    figure.savefig(path, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
     return path
 
 
-def _legend(ax: Axes, title: str | None = None) -> None:
-    """Legend outside the axes, on the right, so it never hides data; compact when long, so
-    that twenty-odd solvers still fit the figure's height."""
+def _legend(ax: Axes, strong: set[str], title: str | None = None) -> None:
+    """Legend outside the axes, on the right, so it never hides data; compact when long, so that
+    twenty-odd solvers still fit the figure's height. Strong solvers' labels are bold."""
     entries = len(ax.get_legend_handles_labels()[1])
     compact = entries > 12
-    ax.legend(
-        title=title,
+    notes = [note for note in (title, _NOTE_EMPHASIS if strong & set(ax.get_legend_handles_labels()[1]) else None)
+             if note]  # fmt: skip
+    legend = ax.legend(
+        title="\n".join(notes) or None,
         title_fontsize="x-small" if compact else "small",
         fontsize="x-small" if compact else "small",
         labelspacing=0.15 if compact else 0.5,
@@ -74,6 +98,9 @@ def _legend(ax: Axes, title: str | None = None) -> None:
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
     )
+    for text in legend.get_texts():
+        if text.get_text().split(" ")[0] in strong:
+            text.set_fontweight("bold")
 
 
 def _no_data(ax: Axes, message: str) -> None:
@@ -135,12 +162,17 @@ def per_batch_size(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path, per_problem: bool = False) -> Path:
+def time_vs_batch(
+    rows: pd.DataFrame, style: SolverStyle, title: str, path: Path, per_problem: bool = False,
+    fastest: str | None = None,
+) -> Path:
     """Median solve time per batch size (log-log), one line per solver, min-max spread shaded.
 
-    ``per_problem`` divides by the batch size: the amortized time of one problem.
+    ``per_problem`` divides by the batch size: the amortized time of one problem. ``fastest`` is
+    drawn strong beside the in-house solver.
     """
     figure, ax = _new_figure()
+    strong = strong_set(fastest)
     any_bad = False
     rows = per_batch_size(rows[rows["solve_time_median"] > 0])
     for solver in style.solvers:
@@ -152,31 +184,36 @@ def time_vs_batch(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path
         y = mine["solve_time_median"].to_numpy() / scale
         low = mine["solve_time_min"].fillna(mine["solve_time_median"]).to_numpy() / scale
         high = mine["solve_time_max"].fillna(mine["solve_time_median"]).to_numpy() / scale
-        color = style.color(solver)
-        ax.plot(x, y, marker=style.marker(solver), color=color, label=solver, zorder=3)
-        if len(x) > 1:
-            ax.fill_between(x, low, high, color=color, alpha=0.18, linewidth=0)
+        look = style.line(solver, solver in strong)
+        ax.plot(x, y, label=solver, **look)
+        if solver not in strong:  # twenty bands would hide each other: the tables give every spread
+            pass
+        elif len(x) > 1:
+            ax.fill_between(x, low, high, color=look["color"], alpha=0.18, linewidth=0)
         else:  # one batch size: a shaded band has no width, show the spread as an error bar
             spread = [np.maximum(y - low, 0.0), np.maximum(high - y, 0.0)]
-            ax.errorbar(x, y, yerr=spread, color=color, capsize=4, fmt="none")
-        any_bad |= _mark_unsuccessful(ax, x, y, mine["row_ok"].to_numpy(), color)
+            ax.errorbar(x, y, yerr=spread, color=look["color"], capsize=4, fmt="none", alpha=look["alpha"])
+        any_bad |= _mark_unsuccessful(ax, x, y, mine["row_ok"].to_numpy(), look["color"])
     if not ax.lines:
         _no_data(ax, "no solve time measured in this group")
     else:
         ax.set_yscale("log")
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
         _batch_axis(ax, rows["batch_size"].dropna().tolist())
-        _legend(ax, _NOTE_FAILED if any_bad else None)
-    unit = "time per problem [s] (batch time / B)" if per_problem else "solve time of the batch [s]"
-    ax.set_ylabel(unit + ", median; band: min-max")
+        _legend(ax, strong, _NOTE_FAILED if any_bad else None)
+    unit = "time per problem [s]\n(batch time / B)" if per_problem else "solve time of the batch [s]"
+    ax.set_ylabel(unit + "; median,\nband: min-max of the bold solvers")
     ax.set_title(title, fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     return _save(figure, path)
 
 
-def speedup_vs_batch(rows: pd.DataFrame, reference: str, style: SolverStyle, title: str, path: Path) -> Path:
+def speedup_vs_batch(
+    rows: pd.DataFrame, reference: str, style: SolverStyle, title: str, path: Path, fastest: str | None = None
+) -> Path:
     """Reference time / solver time per batch size (>1: faster than the reference)."""
     figure, ax = _new_figure()
+    strong = strong_set(fastest)
     rows = per_batch_size(rows[rows["solve_time_median"] > 0])  # medians of positive times stay positive
     ref = rows[rows["solver"] == reference].set_index("batch_size")["solve_time_median"]
     any_bad = False
@@ -188,25 +225,29 @@ def speedup_vs_batch(rows: pd.DataFrame, reference: str, style: SolverStyle, tit
             continue
         x = mine["batch_size"].to_numpy()
         y = ref.loc[x].to_numpy() / mine["solve_time_median"].to_numpy()
-        ax.plot(x, y, marker=style.marker(solver), color=style.color(solver), label=solver)
-        any_bad |= _mark_unsuccessful(ax, x, y, mine["row_ok"].to_numpy(), style.color(solver))
+        look = style.line(solver, solver in strong)
+        ax.plot(x, y, label=solver, **look)
+        any_bad |= _mark_unsuccessful(ax, x, y, mine["row_ok"].to_numpy(), look["color"])
     if not ax.lines:
         _no_data(ax, f"no batch size timed for both {reference} and another solver")
     else:
-        ax.axhline(1.0, color=style.color(reference), linestyle="--", label=f"{reference} (reference)")
+        ax.axhline(1.0, color=style.color(reference), linestyle="--", linewidth=2.0, label=f"{reference} (reference)")
         ax.set_yscale("log")
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
         _batch_axis(ax, rows["batch_size"].dropna().tolist())
-        _legend(ax, _NOTE_FAILED if any_bad else None)
+        _legend(ax, strong | {reference}, _NOTE_FAILED if any_bad else None)
     ax.set_ylabel(f"speed-up over {reference} [x]\n(time of {reference} / time of solver)")
     ax.set_title(title, fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     return _save(figure, path)
 
 
-def performance_profile(ratios: pd.DataFrame, n_cases: int, style: SolverStyle, title: str, path: Path) -> Path:
+def performance_profile(
+    ratios: pd.DataFrame, n_cases: int, style: SolverStyle, title: str, path: Path, fastest: str | None = None
+) -> Path:
     """Dolan-Moré profile: share of cases solved within tau times the fastest solver."""
     figure, ax = _new_figure()
+    strong = strong_set(fastest)
     finite = ratios.to_numpy()[np.isfinite(ratios.to_numpy())] if not ratios.empty else np.array([])
     tau_max = max(2.0, float(finite.max()) * 1.5) if finite.size else 2.0
     for solver in style.solvers:
@@ -216,11 +257,13 @@ def performance_profile(ratios: pd.DataFrame, n_cases: int, style: SolverStyle, 
         values = values[np.isfinite(values)]
         taus = np.concatenate([[1.0], values, [tau_max]])
         shares = np.array([(values <= tau).sum() / n_cases for tau in taus])
-        ax.step(taus, shares, where="post", color=style.color(solver), label=solver, linewidth=1.8)
+        look = style.line(solver, solver in strong)
+        ax.step(taus, shares, where="post", label=solver, color=look["color"], linewidth=look["linewidth"],
+                alpha=look["alpha"], zorder=look["zorder"])  # fmt: skip
     if not ax.lines:
         _no_data(ax, "no solver succeeded on any case")
     else:
-        _legend(ax)
+        _legend(ax, strong)
     ax.set_xscale("log")
     ax.set_xlim(1.0, tau_max)
     _plain_log_labels(ax.xaxis, 1.0, tau_max)
@@ -232,9 +275,12 @@ def performance_profile(ratios: pd.DataFrame, n_cases: int, style: SolverStyle, 
     return _save(figure, path)
 
 
-def accuracy_vs_time(rows: pd.DataFrame, eps: float | None, style: SolverStyle, title: str, path: Path) -> Path:
+def accuracy_vs_time(
+    rows: pd.DataFrame, eps: float | None, style: SolverStyle, title: str, path: Path, fastest: str | None = None
+) -> Path:
     """Each ok row: solve time against its worst residual (max of primal, dual, gap)."""
     figure, ax = _new_figure()
+    strong = strong_set(fastest)
     worst = summary.worst_residual(rows)
     floor = 1e-17  # an exact zero residual would vanish from a log axis
     any_bad = False
@@ -244,9 +290,10 @@ def accuracy_vs_time(rows: pd.DataFrame, eps: float | None, style: SolverStyle, 
             continue
         x = rows.loc[keep, "solve_time_median"].to_numpy()
         y = np.maximum(worst[keep].to_numpy(), floor)
-        color = style.color(solver)
-        ax.scatter(x, y, color=color, marker=style.marker(solver), label=solver, s=30, zorder=3)
-        any_bad |= _mark_unsuccessful(ax, x, y, rows.loc[keep, "row_ok"].to_numpy(), color)
+        look = style.line(solver, solver in strong)
+        ax.scatter(x, y, color=look["color"], marker=look["marker"], label=solver, s=45 if solver in strong else 22,
+                   alpha=look["alpha"], zorder=look["zorder"])  # fmt: skip
+        any_bad |= _mark_unsuccessful(ax, x, y, rows.loc[keep, "row_ok"].to_numpy(), look["color"])
     if not ax.collections:
         _no_data(ax, "no row with both a time and residuals")
     else:
@@ -256,7 +303,7 @@ def accuracy_vs_time(rows: pd.DataFrame, eps: float | None, style: SolverStyle, 
         ax.set_yscale("log")
         _plain_log_labels(ax.xaxis, *ax.get_xlim())
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
-        _legend(ax, _NOTE_FAILED if any_bad else None)
+        _legend(ax, strong, _NOTE_FAILED if any_bad else None)
     ax.set_xlabel("solve time of the batch [s], median")
     ax.set_ylabel("worst residual in the batch\nmax(primal, dual, gap), inf-norm")
     ax.set_title(title, fontsize="medium")
@@ -267,13 +314,15 @@ def accuracy_vs_time(rows: pd.DataFrame, eps: float | None, style: SolverStyle, 
 def backward_vs_forward(rows: pd.DataFrame, style: SolverStyle, title: str, path: Path) -> Path:
     """Backward pass time against forward solve time per row, with the y = x line."""
     figure, ax = _new_figure()
+    strong = strong_set(None)
     keep_all = (rows["solve_time_median"] > 0) & (rows["backward_time_median"] > 0)
     for solver in style.solvers:
         keep = keep_all & (rows["solver"] == solver)
         if not keep.any():
             continue
         x, y = rows.loc[keep, "solve_time_median"], rows.loc[keep, "backward_time_median"]
-        ax.scatter(x, y, color=style.color(solver), marker=style.marker(solver), label=solver, s=30, zorder=3)
+        look = style.line(solver, solver in strong)
+        ax.scatter(x, y, color=look["color"], marker=look["marker"], label=solver, s=30, zorder=look["zorder"])
     if not ax.collections:
         _no_data(ax, "no row with both forward and backward times")
     else:
@@ -284,7 +333,7 @@ def backward_vs_forward(rows: pd.DataFrame, style: SolverStyle, title: str, path
         ax.set_yscale("log")
         _plain_log_labels(ax.xaxis, *ax.get_xlim())
         _plain_log_labels(ax.yaxis, *ax.get_ylim())
-        _legend(ax)
+        _legend(ax, strong)
     ax.set_xlabel("forward solve time of the batch [s], median")
     ax.set_ylabel("backward pass time [s], median")
     ax.set_title(title, fontsize="medium")

@@ -161,4 +161,32 @@ def environment_record(run_id: str, suite: dict[str, Any], torch_threads: int, i
         "git": git_commit(),
         "qpbench_commit": qpbench_commit(),
         "solver_versions": {},
+        "solver_options": solver_options(suite),
     }
+
+
+def solver_options(suite: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per solver the suite selects: its own options at each tolerance level and time limit used
+    (``Adapter.options``, the one place the mapping lives); a solver that cannot be resolved
+    records the error instead."""
+    from qpbench.adapters.base import Tolerance
+    from qpbench.runner.solvers import resolve_adapter, select_solvers
+
+    settings: dict[str, list[tuple[str, float]]] = {}
+    for group in suite.get("groups", []):
+        for name in select_solvers(group.get("solvers", ()), group.get("exclude_solvers", ())):
+            for tolerance in group.get("tolerances", ()):
+                pairs = settings.setdefault(name, [])
+                if (tolerance, group.get("time_limit")) not in pairs:
+                    pairs.append((tolerance, group.get("time_limit")))
+    record: dict[str, list[dict[str, Any]]] = {}
+    for name, pairs in settings.items():
+        try:
+            adapter = resolve_adapter(name)
+            record[name] = [
+                {"tolerance": tol, "time_limit": limit, "options": adapter.options(Tolerance.parse(tol), limit)}
+                for tol, limit in pairs
+            ]
+        except Exception as exc:  # the record must not stop a run; the runner reports bad names itself
+            record[name] = [{"error": f"{type(exc).__name__}: {exc}"}]
+    return record
