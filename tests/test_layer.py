@@ -130,3 +130,21 @@ def test_layer_rejects_bad_arguments() -> None:
         layer(torch.zeros(2, 4, dtype=F64))
     with pytest.raises(ValueError, match="unknown overrides"):
         layer(torch.zeros(2, 3, dtype=F64), R=torch.eye(3))
+
+
+def test_gradients_on_the_gradcheck_families_meet_the_stated_accuracy() -> None:
+    # Against central finite differences (float64, full Jacobians): every parameter's relative
+    # error <= 1e-6 on every problem, and the median over families and parameters <= 1e-7.
+    import statistics
+
+    from qpbench.adapters.inhouse import InHouseAdapter
+    from qpbench.gradcheck import check_gradients
+
+    errors = []
+    for family in ["optnet_random", "random_eq", "inequality_only", "box", "lasso", "lp"]:
+        report = check_gradients(generate(family, 2, 8, seed=0), [InHouseAdapter()], "full", threshold=1e-6)
+        assert report.problems_compared >= 1, family
+        assert report.passed(), report.format()
+        errors += report.table["max_rel_err"].tolist()
+    assert max(errors) <= 1e-6
+    assert statistics.median(errors) <= 1e-7

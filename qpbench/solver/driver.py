@@ -97,6 +97,8 @@ class Track:
     may_be_unbounded: Tensor  # (B,) bool: Q did not factor, so the problem may be unbounded below
     origin: Tensor  # (B,) position of the problem in the whole batch
     unconfirmed: Tensor  # (B,) int32: iterates that converged in scaled units but not on the data
+    progress_merit: Tensor  # (B,) the merit at the last significant improvement
+    since_progress: Tensor  # (B,) int32: iterations since then
 
     @staticmethod
     def start(it: Iterate, started: Tensor, may_be_unbounded: Tensor, origin: Tensor) -> Track:
@@ -113,6 +115,8 @@ class Track:
             may_be_unbounded=may_be_unbounded,
             origin=origin,
             unconfirmed=torch.zeros(B, dtype=torch.int32, device=dev),
+            progress_merit=torch.full((B,), float("inf"), dtype=it.x.dtype, device=dev),
+            since_progress=torch.zeros(B, dtype=torch.int32, device=dev),
         )
 
 
@@ -209,12 +213,24 @@ def confirm_solved(
     return status.index_put((refused,), verdict.to(status.dtype))
 
 
+# A problem whose merit has not improved by a tenth for this many iterations stops
+# (NUMERICAL_ERROR): it sits at the accuracy its dtype and conditioning allow (float32 asked for
+# 1e-10, say). Certificates fire long before, when the problem is infeasible or unbounded.
+_STALL_ITERATIONS = 30
+_SIGNIFICANT = 0.9
+
+
 def settle(ws: Working, meas: Measures, status: Tensor, last: bool) -> None:
     """Record the best iterate and the statuses reached at this iterate."""
     track, x = ws.track, ws.it.x
     running = track.status == RUNNING
     improved = running & (meas.merit < track.best_merit)
     track.best_merit = torch.where(improved, meas.merit, track.best_merit)
+    progress = meas.merit < _SIGNIFICANT * track.progress_merit
+    track.progress_merit = torch.where(progress, meas.merit, track.progress_merit)
+    track.since_progress = torch.where(progress, 0, track.since_progress + 1)
+    stalled = (status == RUNNING) & (track.since_progress >= _STALL_ITERATIONS)
+    status = status.masked_fill(stalled, int(Status.NUMERICAL_ERROR))
     if last:
         status = status.masked_fill(status == RUNNING, int(Status.MAX_ITER))
     finishing = running & (status != RUNNING)

@@ -25,7 +25,7 @@ def inf_norm(x: Tensor) -> Tensor:
     """Infinity norm over the last dim; 0 for an empty last dim."""
     if x.shape[-1] == 0:
         return x.new_zeros(x.shape[:-1])
-    return x.abs().amax(dim=-1)
+    return torch.linalg.vector_norm(x, ord=float("inf"), dim=-1)
 
 
 @dataclass

@@ -75,15 +75,10 @@ class Step:
     ok: Tensor
 
     def scaled(self, n: int, m: int) -> Tensor:
-        """The step actually taken: alpha_primal (dz, ds), alpha_dual (dlam, dnu)."""
-        a = torch.cat(
-            [
-                self.alpha_primal.unsqueeze(-1).expand(-1, n + m),
-                self.alpha_dual.unsqueeze(-1).expand(-1, self.d.shape[1] - n - m),
-            ],
-            dim=1,
-        )
-        return a * self.d
+        """The step actually taken: alpha_primal (dz, ds), alpha_dual (dlam, dnu); overwrites d."""
+        self.d[:, : n + m].mul_(self.alpha_primal.unsqueeze(-1))
+        self.d[:, n + m :].mul_(self.alpha_dual.unsqueeze(-1))
+        return self.d
 
 
 def _newton_rhs(kkt: KKTSystem, it: Iterate, r: Residuals, r_d: Tensor, e: Tensor) -> SharedRHS:
