@@ -17,19 +17,23 @@ left). Every decision is per problem, so a problem's status never depends on its
 
 from __future__ import annotations
 
+import abc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
 from qpbench.solver.certificates import DataNorms, primal_infeasible, unbounded
+from qpbench.solver.graphs import GraphIteration
 from qpbench.solver.kkt import DualKKT, KKTSystem, ReducedKKT, dual_form_suitable
 from qpbench.solver.linalg import cholesky
 from qpbench.solver.measures import DirectionProducts, Measures, Residuals, measure, residuals
 from qpbench.solver.newton import initial_point, predictor_corrector
-from qpbench.solver.regularization import Prox, after_failure, update
+from qpbench.solver.regularization import EARLY_ITERATIONS, Prox, after_failure, update
 from qpbench.solver.result import FormGroup, QPSolution, SolveInfo, WorkCounts
 from qpbench.solver.scaling import ScaledProblem, equilibrate
 from qpbench.solver.settings import SolverSettings
@@ -97,6 +101,7 @@ class Track:
     may_be_unbounded: Tensor  # (B,) bool: Q did not factor, so the problem may be unbounded below
     origin: Tensor  # (B,) position of the problem in the whole batch
     unconfirmed: Tensor  # (B,) int32: iterates that converged in scaled units but not on the data
+    confirmed: Tensor  # (B,) bool: SOLVED and checked on the original data
     progress_merit: Tensor  # (B,) the merit at the last significant improvement
     since_progress: Tensor  # (B,) int32: iterations since then
 
@@ -115,6 +120,7 @@ class Track:
             may_be_unbounded=may_be_unbounded,
             origin=origin,
             unconfirmed=torch.zeros(B, dtype=torch.int32, device=dev),
+            confirmed=torch.zeros(B, dtype=torch.bool, device=dev),
             progress_merit=torch.full((B,), float("inf"), dtype=it.x.dtype, device=dev),
             since_progress=torch.zeros(B, dtype=torch.int32, device=dev),
         )
@@ -195,22 +201,23 @@ def classify(ws: Working, meas: Measures, products: DirectionProducts | None, se
 _MAX_UNCONFIRMED = 5
 
 
-def confirm_solved(
-    ws: Working, status: Tensor, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float
-) -> Tensor:
-    """Problems that converged in scaled units are SOLVED only where the original data agree
-    (``verify``); only iterations in which some problem converged pay for the check."""
-    converging = (ws.track.status == RUNNING) & (status == int(Status.SOLVED))
-    rows = torch.nonzero(converging).squeeze(1)
+def confirm_pending(ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float) -> None:
+    """Problems that converged in scaled units (SOLVED, not yet confirmed) stay SOLVED only where
+    the original data agree (``verify``); the others go on iterating, and after
+    ``_MAX_UNCONFIRMED`` refusals stop as SOLVED_INACCURATE. Costs a synchronization; only
+    iterations in which some problem converged pay for the check itself."""
+    track = ws.track
+    rows = torch.nonzero((track.status == int(Status.SOLVED)) & ~track.confirmed).squeeze(1)
     if not rows.numel():
-        return status
-    origin = ws.track.origin[rows]
+        return
+    origin = track.origin[rows]
     z, _, lam, nu = unscale(select_rows(ws.kkt.prob, rows), ws.it.x[rows], ws.it.n, ws.it.m, absent[origin])
     ok = confirmed(original, origin, z, lam, nu, eps_abs, eps_rel)
+    track.confirmed = track.confirmed.index_fill(0, rows[ok], True)
     refused = rows[~ok]
-    ws.track.unconfirmed = ws.track.unconfirmed.index_add(0, refused, torch.ones_like(refused, dtype=torch.int32))
-    verdict = torch.where(ws.track.unconfirmed[refused] >= _MAX_UNCONFIRMED, int(Status.SOLVED_INACCURATE), RUNNING)
-    return status.index_put((refused,), verdict.to(status.dtype))
+    track.unconfirmed = track.unconfirmed.index_add(0, refused, torch.ones_like(refused, dtype=torch.int32))
+    verdict = torch.where(track.unconfirmed[refused] >= _MAX_UNCONFIRMED, int(Status.SOLVED_INACCURATE), RUNNING)
+    track.status = track.status.index_put((refused,), verdict.to(track.status.dtype))
 
 
 # A problem whose merit has not improved by a tenth for this many iterations stops
@@ -228,7 +235,7 @@ def settle(ws: Working, meas: Measures, status: Tensor, last: bool) -> None:
     track.best_merit = torch.where(improved, meas.merit, track.best_merit)
     progress = meas.merit < _SIGNIFICANT * track.progress_merit
     track.progress_merit = torch.where(progress, meas.merit, track.progress_merit)
-    track.since_progress = torch.where(progress, 0, track.since_progress + 1)
+    track.since_progress = torch.where(progress, 0, track.since_progress + running.to(torch.int32))
     stalled = (status == RUNNING) & (track.since_progress >= _STALL_ITERATIONS)
     status = status.masked_fill(stalled, int(Status.NUMERICAL_ERROR))
     if last:
@@ -294,44 +301,139 @@ def start(kkt: KKTSystem, norms: DataNorms, origin: Tensor, settings: SolverSett
     return Working(kkt, it, prox, track, norms, torch.arange(B, device=P.p.device))
 
 
-def run_form(
-    kkt: KKTSystem, norms: DataNorms, origin: Tensor, original: QPBatch, absent: Tensor, settings: SolverSettings
-) -> Outcome:
-    """Iterate until every problem of the group has a status (see the module docstring)."""
-    eps_abs, eps_rel = float(settings.eps_abs), float(settings.eps_rel)
-    ws = start(kkt, norms, origin, settings)
-    # The group's state, into which the working set is written back when it shrinks and at the end.
-    everyone = ws.rows.clone()
-    full_track, full_prox = select_rows(ws.track, everyone), select_rows(ws.prox, everyone)
-    suspects = Suspects()
-    loops = 0
-    for iteration in range(settings.max_iter + 1):
-        dirs = candidates(ws) if suspects.infeasible or suspects.unbounded else None
-        r, products = residuals(ws.kkt, ws.it, dirs, suspects.unbounded)
-        meas = measure(ws.kkt.prob, ws.it, r, eps_abs, eps_rel)
-        if iteration > 0:
-            ws.prox = update(ws.prox, ws.kkt.prob, ws.it, meas, ws.track.mu_rate, ws.track.moved, iteration)
-        status = confirm_solved(ws, classify(ws, meas, products, settings), original, absent, eps_abs, eps_rel)
-        settle(ws, meas, status, last=iteration == settings.max_iter)
-        active = ws.track.status == RUNNING
-        # The iteration's one host synchronization: problems left, and which tests are due.
-        stalled_primal = active & (ws.prox.dual_stalls > 0)
-        stalled_dual = active & (ws.prox.primal_stalls > 0) & ws.track.may_be_unbounded
-        n_live, n_pinf, n_dinf = torch.stack([active.sum(), stalled_primal.sum(), stalled_dual.sum()]).tolist()
-        suspects = Suspects(infeasible=n_pinf > 0, unbounded=n_dinf > 0)
-        if n_live == 0 or iteration == settings.max_iter:
-            break
-        if n_live < settings.compact_below * active.numel():
-            scatter_rows(full_track, ws.track, ws.rows)
-            scatter_rows(full_prox, ws.prox, ws.rows)
-            live = torch.nonzero(active).squeeze(1)
-            r = select_rows(r, live)
-            ws = ws.select(live)
-        take_step(ws, r, settings)
-        loops += 1
-    scatter_rows(full_track, ws.track, ws.rows)
-    scatter_rows(full_prox, ws.prox, ws.rows)
-    return Outcome(full_track.best, full_track.status, full_track.iterations, full_prox.rho, full_prox.delta, loops)
+@dataclass
+class Context:
+    """What the loop needs besides the working set."""
+
+    settings: SolverSettings
+    original: QPBatch  # the whole batch, for the confirmation on the original data
+    absent: Tensor  # (B, m) rows without bound, of the whole batch
+    eps_abs: float
+    eps_rel: float
+
+
+def observe(ws: Working, iteration: int, suspects: Suspects, ctx: Context) -> Residuals:
+    """Steps 1 to 3 of an iteration: residuals and measures, proximal update, statuses (settled
+    into the track, converged problems SOLVED pending confirmation)."""
+    dirs = candidates(ws) if suspects.infeasible or suspects.unbounded else None
+    r, products = residuals(ws.kkt, ws.it, dirs, suspects.unbounded)
+    meas = measure(ws.kkt.prob, ws.it, r, ctx.eps_abs, ctx.eps_rel)
+    if iteration > 0:
+        ws.prox = update(ws.prox, ws.kkt.prob, ws.it, meas, ws.track.mu_rate, ws.track.moved, iteration)
+    settle(ws, meas, classify(ws, meas, products, ctx.settings), last=iteration == ctx.settings.max_iter)
+    return r
+
+
+class IterationMode(abc.ABC):
+    """How the loop treats finished problems and the host: the two variants share every step."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
+        """Iterate until every problem has a status; returns the final working set and the
+        number of steps taken."""
+
+
+class Compacting(IterationMode):
+    """Finished problems leave the working set once enough have finished, so they stop costing;
+    the host is asked once per iteration (problems left, certificate tests due). Best on CPU."""
+
+    name = "compact"
+
+    def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
+        settings = ctx.settings
+        everyone = ws.rows.clone()
+        self.full_track, self.full_prox = select_rows(ws.track, everyone), select_rows(ws.prox, everyone)
+        suspects = Suspects()
+        loops = 0
+        for iteration in range(settings.max_iter + 1):
+            r = observe(ws, iteration, suspects, ctx)
+            confirm_pending(ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
+            active = ws.track.status == RUNNING
+            # The iteration's one synchronization: problems left, and which tests are due.
+            stalled_primal = active & (ws.prox.dual_stalls > 0)
+            stalled_dual = active & (ws.prox.primal_stalls > 0) & ws.track.may_be_unbounded
+            n_live, n_pinf, n_dinf = torch.stack([active.sum(), stalled_primal.sum(), stalled_dual.sum()]).tolist()
+            suspects = Suspects(infeasible=n_pinf > 0, unbounded=n_dinf > 0)
+            if n_live == 0 or iteration == settings.max_iter:
+                break
+            if n_live < settings.compact_below * active.numel():
+                self.write_back(ws)
+                live = torch.nonzero(active).squeeze(1)
+                r = select_rows(r, live)
+                ws = ws.select(live)
+            take_step(ws, r, settings)
+            loops += 1
+        self.write_back(ws)
+        return Working(ws.kkt, ws.it, self.full_prox, self.full_track, ws.norms, everyone), loops
+
+    def write_back(self, ws: Working) -> None:
+        scatter_rows(self.full_track, ws.track, ws.rows)
+        scatter_rows(self.full_prox, ws.prox, ws.rows)
+
+
+class FixedShape(IterationMode):
+    """Every problem stays in the working set (finished ones are masked), and the host is asked
+    only every ``check_every`` iterations, where converged problems are confirmed: no
+    data-dependent shape and no synchronization inside a block, which is what CUDA graphs can
+    capture (``graphs``: on CUDA, with ``cuda_graphs``, iterations from the sixth on are
+    replayed). Best on a GPU, where a synchronization costs more than the masked work."""
+
+    name = "fixed"
+
+    def __init__(self, graphs: bool = False) -> None:
+        self.graphs = graphs
+
+    def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
+        settings = ctx.settings
+        # Certificate tests every iteration: deciding per iteration would take a synchronization.
+        suspects = Suspects(infeasible=True, unbounded=bool(ws.track.may_be_unbounded.any()))
+        captured: GraphIteration | None = None
+
+        def iteration_step(iteration: int) -> Callable[[], None]:
+            def step() -> None:
+                take_step(ws, observe(ws, iteration, suspects, ctx), settings)
+            return step
+
+        for iteration in range(settings.max_iter):
+            # The update's early phase and the last iteration differ; the rest replay alike.
+            if self.graphs and iteration >= EARLY_ITERATIONS:
+                if captured is None:
+                    captured = GraphIteration(ws, iteration_step(iteration), ws.kkt.work)
+                else:
+                    captured.replay()
+            else:
+                iteration_step(iteration)()
+            if (iteration + 1) % settings.check_every == 0:
+                confirm_pending(ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
+                if captured is not None:
+                    captured.buffers.absorb(ws)
+                if not bool((ws.track.status == RUNNING).any()):
+                    return ws, iteration + 1
+        observe(ws, settings.max_iter, suspects, ctx)
+        return ws, settings.max_iter
+
+
+MODES: dict[str, type[IterationMode]] = {m.name: m for m in (Compacting, FixedShape)}
+
+
+def choose_mode(settings: SolverSettings, device: torch.device) -> IterationMode:
+    """``auto``: compacting on the CPU (skipping finished problems saves work, a synchronization
+    is free), fixed-shape elsewhere (a synchronization stalls the device)."""
+    name = settings.mode if settings.mode != "auto" else ("compact" if device.type == "cpu" else "fixed")
+    if name == "fixed":
+        return FixedShape(graphs=settings.cuda_graphs and device.type == "cuda")
+    return Compacting()
+
+
+def run_form(kkt: KKTSystem, norms: DataNorms, origin: Tensor, mode: IterationMode, ctx: Context) -> Outcome:
+    """Iterate on one form's group until every problem has a status (see the module docstring)."""
+    ws, loops = mode.run(start(kkt, norms, origin, ctx.settings), ctx)
+    # A SOLVED problem of a last block may not be confirmed yet.
+    confirm_pending(ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
+    status = ws.track.status.masked_fill(ws.track.status == RUNNING, int(Status.MAX_ITER))
+    return Outcome(ws.track.best, status, ws.track.iterations, ws.prox.rho, ws.prox.delta, loops)
 
 
 # --------------------------------------------------------------------------- the whole batch
@@ -360,15 +462,18 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     work = WorkCounts()
     groups: list[FormGroup] = []
     loops = 0
+    mode = choose_mode(settings, P.p.device)
+    ctx = Context(settings, batch, absent, float(settings.eps_abs), float(settings.eps_rel))
     for plan in plan_forms(P, settings.kkt_form):
         kkt = build(plan, P.select(plan.index), work)
-        out = run_form(kkt, select_rows(norms, plan.index), plan.index, batch, absent, settings)
+        out = run_form(kkt, select_rows(norms, plan.index), plan.index, mode, ctx)
         x[plan.index], status[plan.index], iterations[plan.index] = out.x, out.status, out.iterations
         groups.append(FormGroup(kkt.name, plan.index, kkt, out.rho, out.delta))
         loops += out.loops
     z, s, lam, nu = unscale(P, x, n, m, absent)
     info = SolveInfo(
         settings=settings,
+        mode=mode.name,
         seconds=time.perf_counter() - t0,
         iterations_loop=loops,
         scaled=P,

@@ -34,7 +34,7 @@ _SLOW_SHRINK = 0.666
 _PROX_TERM_SMALL = 0.9
 # Iterations without a centre update before the floor drops to the fine-tune floor.
 _STALLS_BEFORE_FINETUNE = 7
-_EARLY_ITERATIONS = 5
+EARLY_ITERATIONS = 5  # the first iterations shrink the parameters even without progress
 _FAILURE_FACTOR = 100.0
 
 
@@ -124,7 +124,7 @@ def update(
 ) -> Prox:
     """Move the centres and shrink rho, delta after a step (``moved``: the problems whose step
     was taken); see the module docstring."""
-    early = iteration < _EARLY_ITERATIONS
+    early = iteration < EARLY_ITERATIONS
     finetuned = prox.floor <= prox.finetune_floor
     dual_term, primal_term = prox.dual_term(P, it), prox.primal_term(P, it)
     dual_progress = (meas.dual < _PROGRESS * prox.prev_dual) | (meas.dual_ratio <= 1)

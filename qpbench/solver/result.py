@@ -47,6 +47,7 @@ class SolveInfo:
     [z, s, lam, nu] in scaled units) and ``groups`` are the state the backward pass starts from."""
 
     settings: SolverSettings
+    mode: str  # the iteration mode: "compact" or "fixed" (see SolverSettings.mode)
     seconds: float
     iterations_loop: int  # iterations of the batch loops (summed over the form groups)
     scaled: ScaledProblem

@@ -9,6 +9,8 @@ import torch
 
 KKTFormName = Literal["auto", "reduced", "dual"]
 KKT_FORMS: tuple[str, ...] = ("auto", "reduced", "dual")
+ModeName = Literal["auto", "compact", "fixed"]
+MODES: tuple[str, ...] = ("auto", "compact", "fixed")
 
 # Defaults that depend on the dtype: float32 can neither reach float64's accuracy nor carry its
 # small regularizations (1e-10 next to entries of 1 is below float32's resolution of 1.2e-7).
@@ -63,7 +65,13 @@ class SolverSettings:
     reg_finetune_floor: float | None = None  # ... unless progress stalls there: then this
     step_fraction: float = 0.99  # fraction of the step to the boundary of s, lam >= 0
     max_factor_retries: int = 10  # consecutive failed factorizations before NUMERICAL_ERROR
-    compact_below: float = 0.7  # drop finished problems from the working set below this share
+    # 'compact' drops finished problems from the working set and synchronizes every iteration;
+    # 'fixed' masks them and synchronizes every check_every iterations (CUDA-graph friendly);
+    # 'auto' is compact on the CPU and fixed on other devices.
+    mode: ModeName = "auto"
+    check_every: int = 5
+    cuda_graphs: bool = True  # fixed mode on CUDA: replay the iteration as a CUDA graph
+    compact_below: float = 0.7  # compact mode: drop finished problems below this active share
 
     def __post_init__(self) -> None:
         for name in _UNIT_INTERVAL:
@@ -84,6 +92,10 @@ class SolverSettings:
             raise ValueError(f"scaling_iters must be >= 0, got {self.scaling_iters}")
         if self.max_factor_retries < 1:
             raise ValueError(f"max_factor_retries must be >= 1, got {self.max_factor_retries}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.check_every < 1:
+            raise ValueError(f"check_every must be >= 1, got {self.check_every}")
         if not 0 <= self.compact_below <= 1:
             raise ValueError(f"compact_below must be in [0, 1], got {self.compact_below}")
 
