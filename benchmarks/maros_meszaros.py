@@ -50,10 +50,10 @@ class Outcome:
     form: str
 
 
-def solve_one(name: str, batch: QPBatch, level: str) -> Outcome:
+def solve_one(name: str, batch: QPBatch, level: str, settings: dict[str, object]) -> Outcome:
     eps = LEVELS[level]
     start = time.perf_counter()
-    sol = solve(batch, eps_abs=eps, eps_rel=0.0)
+    sol = solve(batch, eps_abs=eps, eps_rel=0.0, **settings)
     seconds = time.perf_counter() - start
     res = {key: float(v[0]) for key, v in batch.residuals(sol.z, sol.lam, sol.nu).items()}
     status = sol.statuses()[0].label
@@ -77,14 +77,14 @@ def solve_one(name: str, batch: QPBatch, level: str) -> Outcome:
     )
 
 
-def padded_statuses(names: list[str], level: str, group: int) -> dict[str, str]:
+def padded_statuses(names: list[str], level: str, group: int, settings: dict[str, object]) -> dict[str, str]:
     """Each problem's status when solved in a padded batch with its neighbours in size."""
     by_size = sorted(names, key=lambda name: (load(name).n, name))
     out: dict[str, str] = {}
     for start in range(0, len(by_size), group):
         chunk = by_size[start : start + group]
         (batch,) = load_group(chunk, pad=True)
-        sol = solve(batch, eps_abs=LEVELS[level], eps_rel=0.0)
+        sol = solve(batch, eps_abs=LEVELS[level], eps_rel=0.0, **settings)
         out.update({name: s.label for name, s in zip(chunk, sol.statuses(), strict=True)})
         print(f"  padded {chunk}: {[s.label for s in sol.statuses()]}", file=sys.stderr, flush=True)
     return out
@@ -111,6 +111,33 @@ def markdown(outcomes: list[Outcome], levels: list[str]) -> str:
     return "\n".join(lines)
 
 
+def parse_settings(items: list[str], parser: argparse.ArgumentParser) -> dict[str, object]:
+    """KEY=VALUE pairs as solver settings (booleans, integers and floats recognised)."""
+    from qpbench.solver import SolverSettings
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            parser.error(f"--setting {item!r}: expected KEY=VALUE")
+        value: object = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    continue
+        out[key] = value
+    try:
+        SolverSettings().with_updates(**out)
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--setting: {exc}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="low,mid,high", help="comma-separated: low, mid, high")
@@ -118,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-n", type=int, default=None, help="only problems with at most this many variables")
     parser.add_argument("--padded", type=int, default=0, help="also solve padded batches of this many problems")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a solver setting (e.g. scale_cost=true, max_iter=300); repeatable")
     parser.add_argument("--json", type=Path, help="write every outcome here")
     parser.add_argument("--markdown", type=Path, help="write the per-problem tables here")
     args = parser.parse_args(argv)
@@ -127,13 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--levels: unknown {sorted(unknown)}; choose from {', '.join(LEVELS)}")
     if args.padded < 0:
         parser.error("--padded must be >= 0")
+    settings = parse_settings(args.setting, parser)
     torch.set_num_threads(args.threads)
     names = args.problems or list_problems(max_n=args.max_n)
     outcomes: list[Outcome] = []
     padded: dict[str, dict[str, str]] = {}
     for level in levels:
         for name in names:
-            o = solve_one(name, load(name), level)
+            o = solve_one(name, load(name), level, settings)
             outcomes.append(o)
             print(
                 f"{level:4s} {name:10s} n={o.n:5d} m={o.m:5d} k={o.k:4d} {o.status:18s}"
@@ -145,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         met = sum(o.meets for o in outcomes if o.level == level)
         print(f"== {level}: {met}/{len(names)} meet eps_abs = {LEVELS[level]:g}", flush=True)
         if args.padded:
-            padded[level] = padded_statuses(names, level, args.padded)
+            padded[level] = padded_statuses(names, level, args.padded, settings)
             alone = {o.problem: o.status for o in outcomes if o.level == level}
             differ = {name: (alone[name], padded[level][name]) for name in names if alone[name] != padded[level][name]}
             print(

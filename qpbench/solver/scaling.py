@@ -54,6 +54,16 @@ def _row_max(M: Tensor) -> Tensor:
     return M.amax(dim=-1)
 
 
+_RUIZ_TOL = 0.05  # scaling factors this close to 1 change nothing that matters
+
+
+def _near_one(factors: Tensor) -> Tensor:
+    """(B,) every factor of the problem within _RUIZ_TOL of 1 (true for an empty block)."""
+    if factors.shape[-1] == 0:
+        return torch.ones(factors.shape[0], dtype=torch.bool, device=factors.device)
+    return ((factors - 1).abs() <= _RUIZ_TOL).all(-1)
+
+
 def _safe_inv_sqrt(x: Tensor) -> Tensor:
     # Empty rows/columns (norm 0) keep scale 1; extreme norms are clipped so scaling stays sane.
     return torch.where(x > 0, x.clamp(1e-4, 1e4).rsqrt(), torch.ones_like(x))
@@ -89,12 +99,21 @@ def equilibrate(batch: QPBatch, iterations: int, scale_cost: bool = False) -> tu
     if iterations:
         work = torch.float32 if dt == torch.float64 else dt
         aQ, aG, aA = (M.to(work, copy=True).abs_() for M in (Q, G, A))  # copies: never touch the input
+        converged = torch.zeros(B, dtype=torch.bool, device=p.device)
         for _ in range(iterations):
             # Column norms of the KKT matrix for the z block, row norms for the constraint blocks.
             col = torch.maximum(_col_max(aQ), torch.maximum(_col_max(aG), _col_max(aA)))
             d = _safe_inv_sqrt(col)
             e = _safe_inv_sqrt(_row_max(aG))
             f = _safe_inv_sqrt(_row_max(aA))
+            # A problem whose norms are all within _RUIZ_TOL of 1 keeps its scaling from here on
+            # (factors of exactly 1), so its scaling does not depend on how long its batch-mates
+            # need; the passes stop when every problem is there.
+            converged |= _near_one(d) & _near_one(e) & _near_one(f)
+            if bool(converged.all()):
+                break
+            keep = converged.unsqueeze(-1)
+            d, e, f = (torch.where(keep, 1.0, v) for v in (d, e, f))
             aQ.mul_(d.unsqueeze(-1)).mul_(d.unsqueeze(-2))
             aG.mul_(e.unsqueeze(-1)).mul_(d.unsqueeze(-2))
             aA.mul_(f.unsqueeze(-1)).mul_(d.unsqueeze(-2))
