@@ -31,7 +31,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
     out = tmp_path_factory.mktemp("speed")
     code = _load().main([
         "--quick", "--threads", "1", "--batch-sizes", "1,3", "--n", "6", "--large", "8,2",
-        "--solvers", "quadprog,daqp", "--repeats", "2", "--out", str(out), "--name", "tiny",
+        "--solvers", "quadprog,daqp", "--repeats", "2", "--small-n", "5", "--out", str(out), "--name", "tiny",
     ])
     return code, out
 
@@ -45,12 +45,15 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
     assert env["libraries"]["torch"] and "commit" in env["git"]
     (run,) = data["runs"]
     assert run["threads"] == 1
-    assert [(c["n"], c["batch_size"]) for c in run["cases"]] == [(6, 1), (6, 3), (8, 2)]
+    assert [(c["n"], c["batch_size"]) for c in run["cases"]] == [(6, 1), (6, 3), (8, 2), (5, 1)]
+    assert run["gemm_rate"]["flops_per_second"] > 0
     for case in run["cases"]:
         names = [r["solver"] for r in case["results"]]
         assert names == ["inhouse", "quadprog", "daqp"]
         inhouse = case["results"][0]
-        assert inhouse["kkt_form"] in ("primal", "dual")
+        assert inhouse["kkt_form"] in ("reduced", "dual")
+        assert inhouse["flops"] > 0
+        assert inhouse["over_flop_bound"] == pytest.approx(inhouse["solve"]["median"] / inhouse["flop_bound"])
         assert inhouse["iterations_loop"] >= 1
         assert inhouse["limit"]["form"] == inhouse["kkt_form"]
         limit = inhouse["limit"]
@@ -69,11 +72,13 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
     assert math.isfinite(run["backward"]["backward_over_forward"]) and run["backward"]["gradients_finite"]
     assert run["profile"]["torch_ops"] and run["profile"]["python_functions"]
     targets = {t["target"]: t for t in run["targets"]}
-    assert targets["B=1 latency < 2 ms"]["met"] in ("yes", "NO")
+    assert targets["B=1, n=6 latency <= 5 ms"]["met"] in ("yes", "NO")
+    assert targets["B=1, n=5 latency <= 2 ms"]["met"] in ("yes", "NO")
     assert any(t["met"] == "n/a" for t in run["targets"])  # B=128 was not run: reported, not invented
     text = (out / "tiny.md").read_text()
-    for heading in ("## Solve times", "## Ratios and the factorization limit", "## Backward vs forward",
-                    "## Profile of one solve", "## Targets"):
+    headings = ("## Solve times", "## Ratios and the factorization limit", "## Flop bound",
+                "## Backward vs forward", "## Profile of one solve", "## Targets")
+    for heading in headings:
         assert heading in text
 
 
