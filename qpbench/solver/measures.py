@@ -109,8 +109,14 @@ def measure(P: ScaledProblem, it: Iterate, r: Residuals, eps_abs: float, eps_rel
     viol = ((r.Gz - P.h) / P.E).clamp_min(0)
     primal = torch.maximum(inf_norm(viol), inf_norm(r.r_eq / P.F))
     dual = inf_norm(r.r_d / cD)
-    gap = (_gap_terms(P, it, r).sum(0)).abs() / P.c
+    gap = _gap(P, it, r).abs() / P.c
     return tolerance_ratios(primal, dual, gap, P, it, r, eps_abs, eps_rel)
+
+
+def _gap(P: ScaledProblem, it: Iterate, r: Residuals) -> Tensor:
+    """(B,) z'Qz + p'z + h'lam + b'nu (scaled units), as z'(r_d - C'y) + [h; b]'y."""
+    hb = torch.cat([P.h, P.b], dim=-1) if P.b.shape[-1] else P.h
+    return (it.z * (r.r_d - r.Cty)).sum(-1) + (it.y * hb).sum(-1)
 
 
 def _gap_terms(P: ScaledProblem, it: Iterate, r: Residuals) -> Tensor:

@@ -57,11 +57,10 @@ def initial_point(kkt: KKTSystem, prox: Prox) -> tuple[Iterate, Tensor]:
 
 
 def max_step(x: Tensor, dx: Tensor) -> Tensor:
-    """(B,) largest alpha in [0, 1] with x + alpha dx >= 0 (x > 0)."""
+    """(B,) largest alpha in [0, 1] with x + alpha dx >= 0 (x > 0): 1 / max(1, max_i -dx_i / x_i)."""
     if x.shape[-1] == 0:
         return x.new_ones(x.shape[0])
-    ratio = torch.where(dx < 0, -x / dx, torch.full_like(x, float("inf")))
-    return ratio.amin(-1).clamp(max=1.0)
+    return (-dx / x).amax(-1).clamp_min(1.0).reciprocal()
 
 
 @dataclass
