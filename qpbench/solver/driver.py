@@ -247,19 +247,22 @@ def settle(ws: Working, meas: Measures, status: Tensor, last: bool) -> None:
     track.status = torch.where(finishing, status, track.status)
 
 
-def take_step(ws: Working, r: Residuals, settings: SolverSettings) -> None:
+def take_step(ws: Working, r: Residuals, settings: SolverSettings, host_checks: bool = False) -> None:
     """One predictor-corrector step; where it failed (factorization, non-finite iterate) the
-    problem keeps its iterate and gets larger proximal parameters for its next try."""
+    problem keeps its iterate and gets larger proximal parameters for its next try.
+    ``host_checks``: skip the failure response when nothing failed (asks the host; the
+    compacting mode, which synchronizes every iteration anyway)."""
     it, track = ws.it, ws.track
     active = track.status == RUNNING
-    st = predictor_corrector(ws.kkt, it, ws.prox, r, settings.step_fraction)
+    mu_before = it.mu()
+    st = predictor_corrector(ws.kkt, it, ws.prox, r, settings.step_fraction, mu_before)
     taken = st.scaled(it.n, it.m)
     cand = it.x + taken
     take = active & st.ok & torch.isfinite(cand).all(-1)
     failed = active & ~take
-    ws.prox = after_failure(ws.prox, failed)
+    if not host_checks or bool(failed.any()):
+        ws.prox = after_failure(ws.prox, failed)
     keep = take.unsqueeze(-1)
-    mu_before = it.mu()
     ws.it = it = Iterate(torch.where(keep, cand, it.x), it.n, it.m)
     tiny = torch.finfo(it.x.dtype).tiny
     if it.m:
@@ -363,7 +366,7 @@ class Compacting(IterationMode):
                 live = torch.nonzero(active).squeeze(1)
                 r = select_rows(r, live)
                 ws = ws.select(live)
-            take_step(ws, r, settings)
+            take_step(ws, r, settings, host_checks=True)
             loops += 1
         self.write_back(ws)
         return Working(ws.kkt, ws.it, self.full_prox, self.full_track, ws.norms, everyone), loops

@@ -89,16 +89,17 @@ class Measures:
     primal_ratio: Tensor
     dual_ratio: Tensor
     gap_ratio: Tensor
+    merit: Tensor  # the largest ratio: <= 1 means converged; NaN counts as infinitely bad
 
-    @property
-    def merit(self) -> Tensor:
-        """The largest ratio: <= 1 means converged; NaN counts as infinitely bad."""
-        worst = torch.maximum(self.primal_ratio, torch.maximum(self.dual_ratio, self.gap_ratio))
-        return torch.nan_to_num(worst, nan=float("inf"))
+    @staticmethod
+    def of(primal: Tensor, dual: Tensor, gap: Tensor, tolerances: tuple[Tensor | float, ...]) -> Measures:
+        ratios = (primal / tolerances[0], dual / tolerances[1], gap / tolerances[2])
+        worst = torch.maximum(ratios[0], torch.maximum(ratios[1], ratios[2]))
+        return Measures(primal, dual, gap, *ratios, merit=torch.nan_to_num(worst, nan=float("inf")))
 
     @property
     def converged(self) -> Tensor:
-        return (self.primal_ratio <= 1) & (self.dual_ratio <= 1) & (self.gap_ratio <= 1)
+        return self.merit <= 1
 
 
 def measure(P: ScaledProblem, it: Iterate, r: Residuals, eps_abs: float, eps_rel: float) -> Measures:
@@ -137,7 +138,7 @@ def tolerance_ratios(
     """Measures with each residual divided by eps_abs + eps_rel * its scale (see SolverSettings)."""
     if not eps_rel:
         tol = max(eps_abs, 1e-300)
-        return Measures(primal, dual, gap, primal / tol, dual / tol, gap / tol)
+        return Measures.of(primal, dual, gap, (tol, tol, tol))
     c = P.c.unsqueeze(-1)
     cD = c * P.D
     scales = (
@@ -145,5 +146,5 @@ def tolerance_ratios(
         torch.stack([inf_norm(r.Qz / cD), inf_norm(P.p / cD), inf_norm(r.Cty / cD)]).amax(0),
         _gap_terms(P, it, r).abs().amax(0) / P.c,
     )
-    tol = [(eps_abs + eps_rel * s).clamp_min(1e-300) for s in scales]
-    return Measures(primal, dual, gap, primal / tol[0], dual / tol[1], gap / tol[2])
+    tol = tuple((eps_abs + eps_rel * s).clamp_min(1e-300) for s in scales)
+    return Measures.of(primal, dual, gap, tol)

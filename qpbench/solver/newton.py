@@ -87,8 +87,9 @@ def _newton_rhs(kkt: KKTSystem, it: Iterate, r: Residuals, r_d: Tensor, e: Tenso
     return kkt.shared_rhs(-r_d, e)
 
 
-def predictor_corrector(kkt: KKTSystem, it: Iterate, prox: Prox, r: Residuals, tau: float) -> Step:
-    """Mehrotra's predictor-corrector step on the regularized system at the iterate."""
+def predictor_corrector(kkt: KKTSystem, it: Iterate, prox: Prox, r: Residuals, tau: float, mu: Tensor) -> Step:
+    """Mehrotra's predictor-corrector step on the regularized system at the iterate (whose
+    complementarity is ``mu``)."""
     m = it.m
     s, lam = it.s, it.lam
     ok = kkt.factor(s / lam + prox.delta.unsqueeze(-1), prox.rho, prox.delta)
@@ -105,7 +106,6 @@ def predictor_corrector(kkt: KKTSystem, it: Iterate, prox: Prox, r: Residuals, t
     ds_aff = -s - s * aff.dlam / lam
     a_p = tau * max_step(s, ds_aff)
     a_d = tau * max_step(lam, aff.dlam)
-    mu = it.mu()
     mu_aff = ((s + a_p.unsqueeze(-1) * ds_aff) * (lam + a_d.unsqueeze(-1) * aff.dlam)).sum(-1) / m
     sigma = (mu_aff / mu.clamp_min(torch.finfo(mu.dtype).tiny)).clamp(0, 1) ** 3
     # Corrector: target sigma mu, with the predictor's second-order term ds_aff o dlam_aff.

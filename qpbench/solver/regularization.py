@@ -38,18 +38,22 @@ EARLY_ITERATIONS = 5  # the first iterations shrink the parameters even without 
 _FAILURE_FACTOR = 100.0
 
 
+# The two parameters follow one rule, so they are kept side by side, one column each:
+# column RHO is the primal parameter rho with its centre zeta, answering to the dual residual;
+# column DELTA is the dual parameter delta with its centres lam_bar, nu_bar, answering to the
+# primal residual.
+RHO, DELTA = 0, 1
+
+
 @dataclass
 class Prox:
     """Per-problem proximal state (every tensor field has the working set as first dim)."""
 
-    rho: Tensor  # (B,) primal proximal parameter (0 in the dual form, whose Q needs none)
-    delta: Tensor  # (B,) dual proximal parameter
+    params: Tensor  # (B, 2) [rho, delta]; rho is 0 in the dual form, whose Q needs none
     floor: Tensor  # (B,) the current lower limit of rho and delta
     centre: Tensor  # (B, n+m+k) [zeta, lam_bar, nu_bar]
-    primal_stalls: Tensor  # (B,) int: iterations without moving zeta
-    dual_stalls: Tensor  # (B,) int: iterations without moving lam_bar, nu_bar
-    prev_primal: Tensor  # (B,) residuals at the previous iterate (original units)
-    prev_dual: Tensor
+    stalls: Tensor  # (B, 2) int: iterations without moving [zeta, (lam_bar, nu_bar)]
+    previous: Tensor  # (B, 2) [dual, primal] residuals at the previous iterate (original units)
     n: int
     m: int
     primal_prox: bool  # False in the dual form: rho stays 0
@@ -59,25 +63,37 @@ class Prox:
     @staticmethod
     def initial(it: Iterate, settings: SolverSettings, primal_prox: bool) -> Prox:
         B = it.x.shape[0]
-        like = it.x.new_ones(B)
-        rho = like * float(settings.rho_init) if primal_prox else like * 0.0
-        zeros = torch.zeros(B, dtype=torch.int32, device=it.x.device)
-        inf = like * float("inf")
+        start = torch.tensor([float(settings.rho_init) if primal_prox else 0.0, float(settings.delta_init)])
         return Prox(
-            rho=rho,
-            delta=like * float(settings.delta_init),
-            floor=like * float(settings.reg_floor),
+            params=start.to(it.x).expand(B, 2).clone(),
+            floor=it.x.new_full((B,), float(settings.reg_floor)),
             centre=torch.cat([it.z, it.y], dim=1),
-            primal_stalls=zeros,
-            dual_stalls=zeros.clone(),
-            prev_primal=inf,
-            prev_dual=inf.clone(),
+            stalls=torch.zeros(B, 2, dtype=torch.int32, device=it.x.device),
+            previous=it.x.new_full((B, 2), float("inf")),
             n=it.n,
             m=it.m,
             primal_prox=primal_prox,
             finetune_floor=float(settings.reg_finetune_floor),
             floor_cap=float(settings.eps_abs),
         )
+
+    @property
+    def rho(self) -> Tensor:
+        return self.params[:, RHO]
+
+    @property
+    def delta(self) -> Tensor:
+        return self.params[:, DELTA]
+
+    @property
+    def primal_stalls(self) -> Tensor:
+        """(B,) iterations without moving zeta (the dual residual stopped improving)."""
+        return self.stalls[:, RHO]
+
+    @property
+    def dual_stalls(self) -> Tensor:
+        """(B,) iterations without moving lam_bar, nu_bar (the primal residual stopped improving)."""
+        return self.stalls[:, DELTA]
 
     @property
     def zeta(self) -> Tensor:
@@ -98,17 +114,14 @@ class Prox:
         s = it.s.new_zeros(it.s.shape)
         return torch.cat([it.z - self.zeta, s, it.y - self.centre[:, self.n :]], dim=1)
 
-    def primal_term(self, P: ScaledProblem, it: Iterate) -> Tensor:
-        """(B,) delta |(lam, nu) - (lam_bar, nu_bar)| in original units: how far the dual prox
-        term pulls the constraints (large and persistent for an infeasible problem)."""
+    def terms(self, P: ScaledProblem, it: Iterate) -> Tensor:
+        """(B, 2) how far each prox term pulls, in original units: rho |z - zeta| (large and
+        persistent for an unbounded problem) and delta |(lam, nu) - (lam_bar, nu_bar)| (for an
+        infeasible one)."""
         c = P.c.unsqueeze(-1)
-        dl = inf_norm(P.E * (it.lam - self.lam_bar) / c)
-        dn = inf_norm(P.F * (it.nu - self.nu_bar) / c)
-        return self.delta * torch.maximum(dl, dn)
-
-    def dual_term(self, P: ScaledProblem, it: Iterate) -> Tensor:
-        """(B,) rho |z - zeta| in original units (large and persistent for an unbounded problem)."""
-        return self.rho * inf_norm(P.D * (it.z - self.zeta))
+        dz = inf_norm(P.D * (it.z - self.zeta))
+        dy = torch.maximum(inf_norm(P.E * (it.lam - self.lam_bar) / c), inf_norm(P.F * (it.nu - self.nu_bar) / c))
+        return self.params * torch.stack([dz, dy], dim=-1)
 
 
 def regularized_rhs(prox: Prox, it: Iterate, r_d: Tensor, r_in: Tensor, r_eq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -123,67 +136,56 @@ def update(
     prox: Prox, P: ScaledProblem, it: Iterate, meas: Measures, mu_rate: Tensor, moved: Tensor, iteration: int
 ) -> Prox:
     """Move the centres and shrink rho, delta after a step (``moved``: the problems whose step
-    was taken); see the module docstring."""
+    was taken); see the module docstring. Both columns follow the same rule."""
     early = iteration < EARLY_ITERATIONS
-    finetuned = prox.floor <= prox.finetune_floor
-    dual_term, primal_term = prox.dual_term(P, it), prox.primal_term(P, it)
-    dual_progress = (meas.dual < _PROGRESS * prox.prev_dual) | (meas.dual_ratio <= 1)
-    dual_progress |= finetuned & (prox.rho <= prox.floor) & (dual_term < _PROX_TERM_SMALL)
-    primal_progress = (meas.primal < _PROGRESS * prox.prev_primal) | (meas.primal_ratio <= 1)
-    primal_progress |= finetuned & (prox.delta <= prox.floor) & (primal_term < _PROX_TERM_SMALL)
-    dual_progress &= moved
-    primal_progress &= moved
+    step = moved.unsqueeze(-1)
+    floor = prox.floor.unsqueeze(-1)
+    finetuned = (prox.floor <= prox.finetune_floor).unsqueeze(-1)
+    small = prox.terms(P, it) < _PROX_TERM_SMALL
+    residual = torch.stack([meas.dual, meas.primal], dim=-1)
+    within = torch.stack([meas.dual_ratio <= 1, meas.primal_ratio <= 1], dim=-1)
+    progress = (residual < _PROGRESS * prox.previous) | within | (finetuned & (prox.params <= floor) & small)
+    progress &= step
 
-    fast, slow = 1 - mu_rate, 1 - _SLOW_SHRINK * mu_rate
     # Without progress the parameters still shrink slowly while the prox term is small, and
     # also once progress has stalled for long: on an infeasible (unbounded) problem the
     # multipliers (iterates) then run off along the certificate, which sharpens it.
-    long_primal = prox.primal_stalls > _STALLS_BEFORE_FINETUNE
-    long_dual = prox.dual_stalls > _STALLS_BEFORE_FINETUNE
-    shrink_rho = torch.where(
-        dual_progress, fast, torch.where(early | (dual_term < _PROX_TERM_SMALL) | long_primal, slow, 1.0)
-    )
-    shrink_delta = torch.where(
-        primal_progress, fast, torch.where(early | (primal_term < _PROX_TERM_SMALL) | long_dual, slow, 1.0)
-    )
-    rho = torch.maximum(prox.floor, torch.where(moved, shrink_rho, 1.0) * prox.rho) if prox.primal_prox else prox.rho
-    delta = torch.maximum(prox.floor, torch.where(moved, shrink_delta, 1.0) * prox.delta)
-
-    primal_stalls = torch.where(moved & ~dual_progress, prox.primal_stalls + 1, prox.primal_stalls)
-    dual_stalls = torch.where(moved & ~primal_progress, prox.dual_stalls + 1, prox.dual_stalls)
+    rate = mu_rate.unsqueeze(-1)
+    slow_ok = small | (prox.stalls > _STALLS_BEFORE_FINETUNE) | early
+    shrink = torch.where(progress, 1 - rate, torch.where(slow_ok, 1 - _SLOW_SHRINK * rate, 1.0))
+    params = torch.maximum(floor, torch.where(step, shrink, 1.0) * prox.params)
+    if not prox.primal_prox:
+        params[:, RHO] = 0.0
+    stalls = prox.stalls + (step & ~progress).to(torch.int32)
     # Progress stalled with a parameter at the floor: the floor may be what keeps the iterates
     # from the solution (a local limit of the regularized path), so lower it, once.
-    stuck = ((primal_stalls > _STALLS_BEFORE_FINETUNE) & (rho <= prox.floor) & prox.primal_prox) | (
-        (dual_stalls > _STALLS_BEFORE_FINETUNE) & (delta <= prox.floor)
+    stuck = (stalls > _STALLS_BEFORE_FINETUNE) & (params <= floor)
+    if not prox.primal_prox:
+        stuck[:, RHO] = False
+    finetune = stuck.any(-1) & ~finetuned.squeeze(-1) & small.all(-1)
+    centre = torch.cat(
+        [
+            torch.where(progress[:, RHO : RHO + 1], it.z, prox.zeta),
+            torch.where(progress[:, DELTA : DELTA + 1], it.y, prox.centre[:, prox.n :]),
+        ],
+        dim=1,
     )
-    finetune = stuck & ~finetuned & (dual_term < _PROX_TERM_SMALL) & (primal_term < _PROX_TERM_SMALL)
-    return Prox(
-        rho=rho,
-        delta=delta,
+    return replace(
+        prox,
+        params=params,
         floor=torch.where(finetune, prox.finetune_floor, prox.floor),
-        centre=torch.cat(
-            [
-                torch.where(dual_progress.unsqueeze(-1), it.z, prox.zeta),
-                torch.where(primal_progress.unsqueeze(-1), it.y, prox.centre[:, prox.n :]),
-            ],
-            dim=1,
-        ),
-        primal_stalls=primal_stalls.masked_fill(finetune, 0),
-        dual_stalls=dual_stalls.masked_fill(finetune, 0),
-        prev_primal=torch.where(moved, meas.primal, prox.prev_primal),
-        prev_dual=torch.where(moved, meas.dual, prox.prev_dual),
-        n=prox.n,
-        m=prox.m,
-        primal_prox=prox.primal_prox,
-        finetune_floor=prox.finetune_floor,
-        floor_cap=prox.floor_cap,
+        centre=centre,
+        stalls=stalls.masked_fill(finetune.unsqueeze(-1), 0),
+        previous=torch.where(step, residual, prox.previous),
     )
 
 
 def after_failure(prox: Prox, failed: Tensor) -> Prox:
     """Raise rho and delta (and the floor, up to eps_abs) of the problems whose factorization or
     step failed, so that their next factorization is better conditioned."""
-    up = torch.where(failed, _FAILURE_FACTOR, 1.0)
+    up = torch.where(failed, _FAILURE_FACTOR, 1.0).unsqueeze(-1)
     floor = torch.where(failed, (10 * prox.floor).clamp(max=max(prox.floor_cap, prox.finetune_floor)), prox.floor)
-    rho = torch.maximum(prox.rho * up, floor) if prox.primal_prox else prox.rho
-    return replace(prox, rho=rho, delta=torch.maximum(prox.delta * up, floor), floor=floor)
+    params = torch.maximum(prox.params * up, floor.unsqueeze(-1))
+    if not prox.primal_prox:
+        params[:, RHO] = 0.0
+    return replace(prox, params=params, floor=floor)
