@@ -183,7 +183,7 @@ class DaskExecutor:
                 self._on_done(item[1], item[2], sink)
 
     def _submit(self, job: CaseJob) -> None:
-        from qpbench.runner.dask_worker import RESOURCE, measure_case_on_worker
+        from qpbench.runner.dask_worker import RESOURCE, TASK_PREFIX, measure_case_on_worker
 
         settings = self.settings
         future = self._client.submit(
@@ -194,7 +194,7 @@ class DaskExecutor:
             settings.threads,
             settings.grace,
             self._use_resource,
-            key=f"qpbench-case-{job.index}-{uuid.uuid4().hex[:8]}",
+            key=f"{TASK_PREFIX}{job.index}-{uuid.uuid4().hex[:8]}",
             pure=False,
             resources={RESOURCE: 1} if self._use_resource else None,
         )

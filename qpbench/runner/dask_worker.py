@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from distributed import WorkerPlugin, get_worker
+from distributed import WorkerPlugin, get_client, get_worker
 
 from qpbench.runner.jobs import CaseJob, run_case
 from qpbench.runner.worker import SubprocessWorker
@@ -153,8 +153,20 @@ def close_measurers() -> None:
         _MEASURERS.popitem()[1].close()
 
 
+TASK_PREFIX = "qpbench-case-"  # the keys of case tasks (qpbench.runner.dask_executor)
+
+
 class MeasurerCleanup(WorkerPlugin):
-    """Stops a worker's measurement process when the worker closes, so no process outlives it."""
+    """Keeps a worker's measurement process from outliving what it is for: stops the measurement
+    in progress when the client cancels its case (a Ctrl-C there), and the process when the worker
+    closes. Registered once per worker (idempotent), so a new run keeps the running process."""
+
+    idempotent = True
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if finish == "cancelled" and str(key).startswith(TASK_PREFIX):
+            for measurer in list(_MEASURERS.values()):
+                measurer.stop_measurement()
 
     def teardown(self, worker: Any) -> None:
         close_measurers()
@@ -176,7 +188,12 @@ class CaseResult:
 
 
 class _EventSink:
-    """A case's rows and 'started' notices, sent to the client as events on the run's topic."""
+    """A case's rows and 'started' notices, sent to the client as events on the run's topic.
+
+    A row goes out on the worker's batched stream (cheap; the task's result carries it again). A
+    'started' notice is sent and acknowledged by the scheduler before the measurement begins: if
+    the measurement then kills this worker, the client must already know which row it was, and a
+    notice still in the worker's send buffer would die with it."""
 
     def __init__(self, worker: Any, topic: str, job: CaseJob, result: CaseResult) -> None:
         self.worker = worker
@@ -187,12 +204,12 @@ class _EventSink:
     def row(self, row: dict[str, Any]) -> None:
         text = json.dumps(row, default=_plain)
         self.result.rows.append(text)
-        self._send("row", row, text)
+        self.worker.log_event(self.topic, self._message("row", row, text))
 
     def started(self, row: dict[str, Any]) -> None:
         if _cancelled(self.worker):
             raise CaseCancelledError(self.job.case.case_id)
-        self._send("started", row, json.dumps(row, default=_plain))
+        get_client().log_event(self.topic, self._message("started", row, json.dumps(row, default=_plain)))
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)
@@ -200,10 +217,9 @@ class _EventSink:
     def case_failed(self, job: CaseJob, message: str) -> None:
         self.result.failure = message
 
-    def _send(self, kind: str, row: Mapping[str, Any], text: str) -> None:
+    def _message(self, kind: str, row: Mapping[str, Any], text: str) -> dict[str, Any]:
         key = [row["case_id"], row["solver"], row["tolerance"]]
-        message = {"job": self.job.index, "kind": kind, "key": key, "row": text, "worker": self.worker.address}
-        self.worker.log_event(self.topic, message)
+        return {"job": self.job.index, "kind": kind, "key": key, "row": text, "worker": self.worker.address}
 
 
 def _plain(value: Any) -> Any:
