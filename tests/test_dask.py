@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -161,17 +161,30 @@ def by_key(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, A
 
 # ----------------------------------------------------------------------------- the shared cluster
 @pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A 2-worker LocalCluster set up as qpbench sets up its own (processes, one thread each).
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The LocalCluster qpbench starts for ``--executor dask`` (2 workers), started and checked by
+    the Dask executor itself; the module's runs reach it as an existing scheduler.
 
     Its workers inherit this process's environment when they start, so the solve log's path is
     set here, once for the module (the ``solve_log`` fixture clears the file per test)."""
-    from qpbench.runner.dask_executor import start_local_cluster
+    from qpbench.runner.dask_executor import DaskExecutor
+    from qpbench.runner.environment import library_versions, qpbench_commit
+    from qpbench.runner.executors import ExecutorChoice, ExecutorSettings
 
     os.environ[SOLVE_LOG] = str(tmp_path_factory.mktemp("dask") / "solves.log")
-    with ExitStack() as stack:
-        cluster = start_local_cluster(2, stack)
-        yield cluster.scheduler_address
+    versions = {"qpbench_commit": qpbench_commit(), "python": sys.version.split()[0], "libraries": library_versions(),
+                "solvers": {}}  # fmt: skip
+    executor = DaskExecutor(ExecutorSettings(ExecutorChoice("dask"), False, 1, 5.0, 2, versions), say=lambda _: None)
+    try:
+        executor.start()
+        yield executor
+    finally:
+        executor.close()
+
+
+@pytest.fixture(scope="module")
+def scheduler(cluster: Any) -> str:
+    return str(cluster.record()["dask"]["scheduler"])
 
 
 @pytest.fixture
@@ -188,18 +201,28 @@ def dask_options(out: Path, address: str, **options: Any) -> RunOptions:
 
 
 # ----------------------------------------------------------------------------- same rows as a local run
-def test_a_local_cluster_run_gives_the_rows_of_a_local_run(tmp_path: Path) -> None:
+def test_without_an_address_qpbench_starts_a_local_cluster_of_single_threaded_workers(cluster: Any) -> None:
+    dask = cluster.record()["dask"]
+    assert dask["local_cluster"] is True and dask["one_measurement_at_a_time_by"] == "one thread per worker"
+    workers = dask["workers"]
+    assert len(workers) == 2 and {w["nthreads"] for w in workers} == {1}
+    assert {w["machine"] for w in workers} == {machine_fingerprint()}
+    # the LocalCluster does not cap BLAS/OpenMP threads: its workers see this process's environment
+    assert all(w["thread_variables"]["OMP_NUM_THREADS"] == os.environ.get("OMP_NUM_THREADS") for w in workers)
+
+
+def test_a_dask_run_gives_the_rows_of_a_local_run(tmp_path: Path, scheduler: str) -> None:
     pytest.importorskip("osqp")
     solvers = [spec(ExactAdapter), "osqp", "clarabel"]
     suite = load_suite(write_suite(tmp_path, solvers, repeats=1, reference=True))
     local, dask = tmp_path / "local", tmp_path / "dask"
-    run_suite(suite, RunOptions(out_dir=local, quiet=True))
-    summary = run_suite(suite, RunOptions(out_dir=dask, quiet=True, executor="dask", workers=2))
+    run_suite(suite, RunOptions(out_dir=local, quiet=True, in_process=True))  # the cheapest local run
+    summary = run_suite(suite, dask_options(dask, scheduler))
     assert summary.written == 6 and not summary.case_errors  # 2 cases x 3 solvers
     local_rows, dask_rows = by_key(read_rows(local)), by_key(read_rows(dask))
     assert local_rows.keys() == dask_rows.keys()
     compared = ("outcome", "n_solved", "n_success", "success_rate", "correct_rate", "n_failed_status",
-                "expected_status", "multipliers", "n", "m", "k", "torch_threads")  # fmt: skip
+                "expected_status", "multipliers", "n", "m", "k", "torch_threads", "reference")  # fmt: skip
     residuals = ("primal_res_max", "dual_res_max", "gap_max", "obj_rel_err_max")
     for key, row in dask_rows.items():
         mine = local_rows[key]
@@ -207,15 +230,11 @@ def test_a_local_cluster_run_gives_the_rows_of_a_local_run(tmp_path: Path) -> No
         for column in residuals:
             assert mine[column] is not None, (key, column)
             assert row[column] == pytest.approx(mine[column], rel=1e-6, abs=1e-12), (key, column)
-        assert row["worker"] == "dask" and mine["worker"] == "subprocess"
+        assert row["worker"] == "dask" and mine["worker"] == "in-process"
         assert row["machine"] == machine_fingerprint() and row["calibration_time"] > 0
     (record,) = load_run_records(dask).values()
-    assert record["isolation"] == "dask" and record["dask"]["local_cluster"] is True
-    workers = record["dask"]["workers"]
-    assert len(workers) == 2 and {w["nthreads"] for w in workers} == {1}
-    assert {w["machine"] for w in workers} == {machine_fingerprint()}
-    # the LocalCluster does not cap BLAS/OpenMP threads: its workers see this process's environment
-    assert all(w["thread_variables"]["OMP_NUM_THREADS"] == os.environ.get("OMP_NUM_THREADS") for w in workers)
+    assert record["isolation"] == "dask" and record["dask"]["scheduler"] == scheduler
+    assert {w["machine"] for w in record["dask"]["workers"]} == {machine_fingerprint()}
 
 
 # ----------------------------------------------------------------------------- fault isolation on the workers

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import platform
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -83,7 +83,7 @@ def identify_worker(specs: Sequence[str], dask_worker: Any = None) -> WorkerIden
     if not _HOST_FACTS:
         _HOST_FACTS.update(
             machine=machine_fingerprint(),
-            python=platform.python_version(),
+            python=sys.version.split()[0],  # as the run record writes it
             qpbench_commit=qpbench_commit(),
             libraries=library_versions(),
         )
