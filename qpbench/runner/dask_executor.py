@@ -26,9 +26,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import queue
+import signal
+import threading
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +74,35 @@ def start_local_cluster(workers: int, stack: ExitStack) -> Any:
     No memory limit: Dask would pause or restart a worker near its share of memory, which the
     local runner never does; a measurement that runs out of memory is recorded ``oom`` or
     ``crashed`` instead. The settings stay in force while the cluster lives (a nanny reads them
-    again when it restarts a lost worker)."""
+    again when it restarts a lost worker). The workers ignore Ctrl-C, as the local runner's
+    worker processes do: a terminal sends it to every process of the run, and this process
+    stops them itself."""
     import dask
     from distributed import LocalCluster
 
+    from qpbench.runner.dask_worker import IgnoreInterrupts
+
     stack.enter_context(dask.config.set(LOCAL_CLUSTER_CONFIG))
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0, dashboard_address=None
-    )
+    with _interrupts_ignored():  # inherited by the worker processes started now
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0, dashboard_address=None
+        )
     stack.callback(cluster.close)
+    with cluster.get_client() as client:  # a worker the nanny restarts later ignores it too
+        client.register_plugin(IgnoreInterrupts(), name="qpbench-ignore-interrupts")
     return cluster
+
+
+@contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class DaskExecutor:
@@ -279,9 +300,13 @@ class DaskExecutor:
         }
 
     def close(self) -> None:
+        """Stop what is still running: cancel the cases left on someone else's cluster (their
+        workers stop before the next measurement); a LocalCluster of our own is simply closed."""
         try:
-            if self._client is not None and self._futures:
-                self._client.cancel(list(self._futures.values()))
+            if self._client is not None:
+                self._client.unsubscribe_topic(self._topic)  # no more rows: the run is over
+                if self._futures and self.settings.choice.address is not None:
+                    self._client.cancel(list(self._futures.values()))
         finally:
             self._futures.clear()
             self._stack.close()

@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -170,6 +172,17 @@ class MeasurerCleanup(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         close_measurers()
+
+
+class IgnoreInterrupts(WorkerPlugin):
+    """For the workers of the LocalCluster qpbench starts: Ctrl-C reaches every process of the run,
+    and the client stops the workers itself (as the local runner does with its worker process)."""
+
+    idempotent = True
+
+    def setup(self, worker: Any) -> None:
+        if threading.current_thread() is threading.main_thread():  # where a worker's event loop runs
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class CaseCancelledError(Exception):
