@@ -4,10 +4,15 @@ SUITE is a name in problems/ (see `qpbench suites`) or a path to a .toml file (f
 docs/suite-format.md). Every value is checked before anything runs. Rows are appended to
 OUT/results.jsonl as they finish, so Ctrl-C keeps every finished row and running the same command
 again resumes (skips finished rows); a resume whose settings differ from the rows there (threads,
-repeats, warm-ups, time limit, solver or qpbench version, machine) refuses and says what differs;
+repeats, warm-ups, time limit, solver or qpbench version) refuses and says what differs;
 --fresh starts over. Each measurement runs in a worker process, so a solver that crashes or hangs
 costs only its own row (--in-process trades that protection for lower overhead, easier debugging,
 and one CUDA context).
+
+--executor dask runs the cases on a Dask LocalCluster on this machine (--workers N of them),
+--executor dask=ADDRESS on an existing Dask scheduler (tcp://host:8786 or a scheduler file);
+every row names the machine that measured it, and summaries and reports keep machines apart
+(docs/dask.md; needs pip install 'qpbench[dask]'). A run resumes under either executor.
 
 Solvers: adapter names (`qpbench solvers`), plugins installed under the entry-point group
 qpbench.adapters, or module:Class from the working directory (docs/adding-a-solver.md).
@@ -23,7 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from qpbench.runner import Suite
@@ -74,6 +79,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--in-process", action="store_true", help="measure in this process (no crash isolation)"
     )
+    parser.add_argument(
+        "--executor",
+        default="local",
+        metavar="local|dask[=ADDRESS]",
+        help="where cases run: local (default), dask (a LocalCluster here) or dask=ADDRESS (an existing "
+        "scheduler, tcp://host:port or a scheduler .json file); docs/dask.md",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="workers of the LocalCluster that --executor dask starts (default: usable cores / threads)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report")
 
@@ -101,7 +118,13 @@ def main(args: argparse.Namespace) -> int:
     if args.check:
         return print_plan(suite, args.threads)
     options = RunOptions(
-        out_dir=out, fresh=args.fresh, in_process=args.in_process, quiet=args.quiet, threads=args.threads
+        out_dir=out,
+        fresh=args.fresh,
+        in_process=args.in_process,
+        quiet=args.quiet,
+        threads=args.threads,
+        executor=args.executor,
+        workers=args.workers,
     )
     try:
         summary = run_suite(suite, options)
@@ -124,8 +147,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def print_summary(out: Path, limits: dict[str, float]) -> None:
-    """Per solver and tolerance; ``limits`` maps each case_id to its time limit (the run's cases)."""
-    from qpbench import metrics
+    """Per solver and tolerance (per machine when several measured the rows: times are never pooled
+    across machines); ``limits`` maps each case_id to its time limit (the run's cases)."""
+    from qpbench.reports.machines import machine_groups
     from qpbench.results import load_table
 
     try:
@@ -137,7 +161,19 @@ def print_summary(out: Path, limits: dict[str, float]) -> None:
     # rows record their time limit; rows written by an older qpbench take the run's cases' limits
     known = table["time_limit"].astype(float)
     table["time_limit"] = known.fillna(table["case_id"].map(limits)).fillna(fallback).astype(float)
+    groups = machine_groups(table)
+    for group in groups:
+        heading = f"{group.label.capitalize()}: {group.fingerprint} ({len(group.rows)} rows)" if len(groups) > 1 else ""
+        _print_solver_summary(group.rows, heading)
+
+
+def _print_solver_summary(table: Any, heading: str) -> None:
+    from qpbench import metrics
+
     summary = metrics.summary_table(table)
+    if heading:
+        print()
+        print(heading)
     if summary.empty:
         print("no solver ran on any case (all rows unsupported or unavailable)")
         return

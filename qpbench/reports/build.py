@@ -15,7 +15,8 @@ import pandas as pd
 from qpbench.reports import answer, batches, diagnostics, overview, plots, summary
 from qpbench.reports.context import PLOTS_DIR, ReportContext
 from qpbench.reports.document import Block, Contents, Heading, Paragraph, to_html, to_markdown
-from qpbench.results import load_environment, load_table
+from qpbench.reports.machines import machine_groups, machines_section, tagged
+from qpbench.results import load_environment, load_run_records, load_table
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -45,20 +46,24 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None, ref
     title = f"qpbench report: {', '.join(_suite_names(frame, environment)) or 'no suite'}"
 
     # The answer first (fastest per problem size and batch size, who failed and why), then the
-    # contents; the definitions, what was run and the machine at the end.
-    blocks: list[Block] = [Heading(1, title), *overview.intro(context)]
+    # contents; the definitions, what was run and the machine at the end. Rows of several machines
+    # (a Dask cluster) get the same sections once per machine: timings are never pooled.
+    groups = machine_groups(frame)
+    blocks: list[Block] = [Heading(1, title), *overview.intro(context, groups)]
     if frame.empty:
         blocks.append(Paragraph("The results table has no rows: nothing was measured."))
-    else:
+        blocks += [Heading(2, "Contents"), Contents()]
+    elif len(groups) == 1:
         blocks += answer.answer_section(context)
-    blocks.append(Heading(2, "Contents"))
-    blocks.append(Contents())
-    if not frame.empty:
-        blocks += overview.summary_sections(context)
-        blocks += batches.batch_sections(context)
-        blocks += batches.test_set_sections(context)
-        blocks += diagnostics.gradient_section(context)
-        blocks += diagnostics.failure_section(context)
+        blocks += [Heading(2, "Contents"), Contents()]
+        blocks += _sections(context)
+    else:
+        blocks += machines_section(groups, load_run_records(results_dir))
+        blocks += [Heading(2, "Contents"), Contents()]
+        for group in groups:
+            mine = context.for_rows(group.rows, f"m{group.number}")
+            blocks.append(Heading(2, f"{group.label.capitalize()}: {group.fingerprint}"))
+            blocks += tagged(answer.answer_section(mine) + _sections(mine), group)
     blocks += overview.definitions_section()
     blocks += overview.contents_section(context)
     blocks += overview.environment_section(context)
@@ -67,6 +72,18 @@ def build_report(results_dir: Path | str, out_dir: Path | str | None = None, ref
     report.write_text(to_markdown(blocks, out), encoding="utf-8")
     (out / REPORT_HTML).write_text(to_html(blocks, title), encoding="utf-8")
     return report
+
+
+def _sections(context: ReportContext) -> list[Block]:
+    """Everything after the answer that compares solvers: summaries, batch and test-set tables,
+    gradients, failures."""
+    return [
+        *overview.summary_sections(context),
+        *batches.batch_sections(context),
+        *batches.test_set_sections(context),
+        *diagnostics.gradient_section(context),
+        *diagnostics.failure_section(context),
+    ]
 
 
 def _choose_reference(solvers: list[str], reference: str | None) -> str | None:

@@ -26,6 +26,8 @@ class ReportContext:
         reference: str | None,
         out: Path,
         style: plots.SolverStyle,
+        plot_prefix: str = "",
+        used: set[str] | None = None,
     ) -> None:
         self.frame = frame
         self.environment = environment
@@ -34,10 +36,19 @@ class ReportContext:
         self.out = out
         self.style = style
         self.time_limit = summary.time_limit_from(environment)
-        self._used: set[str] = set()
+        self.plot_prefix = plot_prefix
+        self._used: set[str] = set() if used is None else used
+
+    def for_rows(self, frame: pd.DataFrame, plot_prefix: str) -> ReportContext:
+        """The same report restricted to ``frame`` (one machine's rows): its solvers in the table's
+        order, the same reference where it ran there, the same plot style, unique plot names."""
+        present = set(frame["solver"])
+        solvers = [s for s in self.solvers if s in present]
+        reference = self.reference if self.reference in present else (solvers[0] if solvers else None)
+        return ReportContext(frame, self.environment, solvers, reference, self.out, self.style, plot_prefix, self._used)
 
     def plot_path(self, label: str) -> Path:
-        name = fmt.slug(label)
+        name = fmt.slug(f"{self.plot_prefix}-{label}" if self.plot_prefix else label)
         candidate, i = name, 2
         while candidate in self._used:
             candidate, i = f"{name}-{i}", i + 1

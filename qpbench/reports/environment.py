@@ -21,7 +21,8 @@ _MAX_VALUE = 300  # a long value (an env dump, a traceback) would wreck the tabl
 
 SUITE_GROUPS = "suite.groups"  # shown as its own table (one row per case group), not one long cell
 # Shown as tables of their own (solver versions, solver options), not as key/value rows.
-_OWN_TABLES = (SUITE_GROUPS, "solver_options", "solver_versions")
+DASK_WORKERS = "dask.workers"  # a Dask run's workers, one row each
+_OWN_TABLES = (SUITE_GROUPS, "solver_options", "solver_versions", DASK_WORKERS)
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -101,3 +102,26 @@ def _short_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return "" if value is None else str(value)
+
+
+def dask_worker_rows(record: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """(address, host, machine, threads, resources, thread variables) per Dask worker of the run."""
+    dask = record.get("dask")
+    workers = dask.get("workers") if isinstance(dask, Mapping) else None
+    rows = []
+    for worker in workers if isinstance(workers, list) else []:
+        if not isinstance(worker, Mapping):
+            continue
+        resources = worker.get("resources") or {}
+        variables = worker.get("thread_variables") or {}
+        rows.append(
+            (
+                str(worker.get("address", "")),
+                str(worker.get("host", "")),
+                str(worker.get("machine", "")),
+                _short_value(worker.get("nthreads")),
+                ", ".join(f"{k}={v:g}" for k, v in resources.items()) or "none",
+                ", ".join(f"{k}={'unset' if v is None else v}" for k, v in variables.items()) or "none",
+            )
+        )
+    return rows

@@ -4,33 +4,30 @@ sections on what was run and on the machine and versions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qpbench.reports import formatting as fmt
 from qpbench.reports import plots, summary
 from qpbench.reports.context import ReportContext
 from qpbench.reports.document import Block, Heading, Image, Paragraph, table
-from qpbench.reports.environment import environment_rows, solver_option_rows, suite_groups
+from qpbench.reports.environment import dask_worker_rows, environment_rows, solver_option_rows, suite_groups
+from qpbench.reports.machines import MachineGroup
 
 PROFILE_TAUS = (1.0, 2.0, 10.0)
 LICENCE_WORD = "licence"  # an adapter's version names a restricted licence, e.g. "(size-limited licence)"
 
 
-def intro(ctx: ReportContext) -> list[Block]:
+def intro(ctx: ReportContext, groups: Sequence[MachineGroup] = ()) -> list[Block]:
     """Two or three lines: what ran where, restricted licences, and what this machine could not run."""
     frame, env = ctx.frame, ctx.environment
     runs = ", ".join(r for r in dict.fromkeys(frame["run_id"]) if r) or fmt.DASH
-    cpu_record = env.get("cpu") if isinstance(env.get("cpu"), Mapping) else {}
-    cpu = env.get("cpu_model") or cpu_record.get("model") or fmt.DASH
-    cores = env.get("cpu_cores") or cpu_record.get("cores")
     threads = ", ".join(str(int(t)) for t in sorted(set(frame["torch_threads"].dropna()))) or fmt.DASH
-    gpus = env.get("gpus") or []
-    gpu = ", ".join(str(g.get("name", "?")) for g in gpus if isinstance(g, Mapping)) or "no GPU"
     ran = frame[frame["outcome"].isin(summary.ATTEMPTED)]
+    where = f"on {len(groups)} machines (see Machines)" if len(groups) > 1 else f"on {_machine_text(env)}"
     lines = [
         Paragraph(
-            f"Run {runs} on {cpu} ({cores or '?'} cores, {gpu}), torch threads {threads}; "
+            f"Run {runs} {where}, torch threads {threads}; "
             f"{ran['solver'].nunique()} solvers ran on {ran['case_id'].nunique()} cases. Times are seconds, "
             f"residuals absolute infinity norms; speed-ups are against `{ctx.reference or fmt.DASH}`. "
             "Definitions, what was run, and the machine and versions are at the end."
@@ -44,6 +41,16 @@ def intro(ctx: ReportContext) -> list[Block]:
         parts = [f"{i['cases']} cases ({i['devices'] or 'any device'}): {i['reason']}" for i in idle]
         lines.append(Paragraph("Cases no solver ran, left out of every comparison: " + "; ".join(parts) + "."))
     return lines
+
+
+def _machine_text(env: Mapping[str, Any]) -> str:
+    """'Intel Xeon (2 cores, no GPU)' from the run record."""
+    cpu_record = env.get("cpu") if isinstance(env.get("cpu"), Mapping) else {}
+    cpu = env.get("cpu_model") or cpu_record.get("model") or fmt.DASH
+    cores = env.get("cpu_cores") or cpu_record.get("cores")
+    gpus = env.get("gpus") or []
+    gpu = ", ".join(str(g.get("name", "?")) for g in gpus if isinstance(g, Mapping)) or "no GPU"
+    return f"{cpu} ({cores or '?'} cores, {gpu})"
 
 
 def licence_notes(frame: Any) -> list[str]:
@@ -231,6 +238,10 @@ def environment_section(ctx: ReportContext) -> list[Block]:
         found = [v for v in dict.fromkeys(ctx.frame.loc[ctx.frame["solver"] == solver, "solver_version"]) if v]
         versions.append((solver, ", ".join(found) or fmt.DASH))
     blocks.append(table("Solver versions", ("solver", "version"), versions))
+    workers = dask_worker_rows(ctx.environment)
+    if workers:
+        headers = ("address", "host", "machine", "threads", "resources", "thread variables")
+        blocks.append(table("Dask workers that measured this run (environment.json, dask.workers)", headers, workers))
     options = solver_option_rows(ctx.environment, ctx.solvers)
     if options:
         blocks.append(table("Solver options each solver ran with (environment.json, solver_options)",

@@ -1,9 +1,10 @@
 """The machine record of a run (``environment.json``): what a reader needs to trust a number.
 
 :func:`environment_record` builds one run's record; :mod:`qpbench.results` keeps one record per
-run id in ``environment.json``. Two of its entries also go into every row, because they are part
-of what makes a row already done (``docs/suite-format.md``, "Resuming"): ``machine`` (the hardware
-that measured it) and ``qpbench_commit`` (the code under test).
+run id in ``environment.json``. Two of its entries also go into every row: ``machine`` (the
+hardware that measured it, which reports group rows by; on a Dask cluster each worker puts in
+its own) and ``qpbench_commit`` (the code under test, part of what makes a row already done:
+``docs/suite-format.md``, "Resuming").
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 The steps: check the suite against the installation (:mod:`qpbench.runner.check`, nothing runs
 if any value is wrong); repair a torn last line of ``results.jsonl``; find the rows already done,
-refusing rows measured differently (:mod:`qpbench.runner.resume`); then per case, build the
-problems once and give them to every solver, with the reference optimum and the calibration time
-computed once. This run's machine record is added to ``environment.json`` before its first row
-(a run with nothing left to do writes no record), beside the records of earlier runs.
+refusing rows measured differently (:mod:`qpbench.runner.resume`); then hand each case's pending
+rows to the case executor (:mod:`qpbench.runner.executors`: here, or on a Dask cluster), which
+builds the problems once per case, gives them to every solver, and passes back each row as it
+finishes; this process appends it. This run's machine record is added to ``environment.json``
+before its first row (a run with nothing left to do writes no record), beside the records of
+earlier runs.
 """
 
 from __future__ import annotations
@@ -17,34 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from qpbench.adapters.base import Tolerance
-from qpbench.problem import QPBatch
-from qpbench.results import (
-    ENVIRONMENT_FILE,
-    RESULTS_FILE,
-    ROW_FAILED,
-    ROW_OK,
-    ROW_UNAVAILABLE,
-    ROW_UNSUPPORTED,
-    read_rows,
-    repair_results,
-    save_run_record,
-    write_row,
-)
-from qpbench.runner.cases import Case, build_batch
+from qpbench.results import ENVIRONMENT_FILE, RESULTS_FILE, read_rows, repair_results, save_run_record, write_row
 from qpbench.runner.check import RunPlan, plan_run
 from qpbench.runner.environment import environment_record, new_run_id
-from qpbench.runner.measure import summarize
+from qpbench.runner.executors import (
+    DASK,
+    ExecutorSettings,
+    check_settings,
+    executor_kind,
+    make_executor,
+    parse_executor,
+)
+from qpbench.runner.jobs import CaseJob, row_key_of
 from qpbench.runner.progress import Progress
 from qpbench.runner.resume import Key, check_resume
-from qpbench.runner.solvers import SolverRef, resolve_adapter
 from qpbench.runner.suite import Suite
-from qpbench.runner.worker import Executor, MeasurementError, make_worker, worker_kind
-from qpbench.status import Status
-from qpbench.timing import calibration_time, pinned_threads
+from qpbench.timing import pinned_threads
 
 
 @dataclass
@@ -55,6 +45,8 @@ class RunOptions:
     quiet: bool = False
     threads: int | None = None  # None: the suite's setting (1 unless the suite says; 0 = torch's default)
     grace: float = 5.0  # seconds allowed past the time limit per step before a worker is stopped
+    executor: str = "local"  # local, dask (a LocalCluster here) or dask=ADDRESS (docs/dask.md)
+    workers: int | None = None  # LocalCluster workers for executor 'dask' (None: one per usable core / threads)
 
 
 @dataclass
@@ -76,6 +68,12 @@ def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | No
     ResumeConflictError (a ValueError) when the directory holds rows measured differently."""
     say = log or (lambda text: print(text, file=sys.stderr))
     plan = plan_run(suite)
+    choice = parse_executor(options.executor)
+    check_settings(choice, options.in_process, options.workers)
+    if choice.name == DASK:  # before --fresh deletes anything
+        from qpbench.runner.dask_executor import require_distributed
+
+        require_distributed()
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if options.fresh:
@@ -86,25 +84,79 @@ def run_suite(suite: Suite, options: RunOptions, log: Callable[[str], None] | No
         say(f"warning: {out / RESULTS_FILE} repaired: {repair}")
     threads = suite.threads if options.threads is None else options.threads
     with pinned_threads(threads or None) as used_threads:
-        kind = worker_kind(options.in_process)
+        kind = executor_kind(choice, options.in_process)
         record = RunRecord(out, environment_record(summary.run_id, suite.to_record(), used_threads, kind))
         record.data["solver_versions"] = {ref.name: ref.version for refs in plan.solvers.values() for ref in refs}
-        done = check_resume(
-            out, read_rows(out), _planned_settings(plan), record.row_settings(), record.data["solver_versions"]
-        )
+        rows = read_rows(out)
+        done = check_resume(out, rows, _planned_settings(plan), record.row_settings(), record.data["solver_versions"])
+        _note_other_machines(rows, record.data["machine"], kind, say)
+        jobs = _pending_jobs(plan, done, _run_fields(record, kind))
+        summary.skipped = plan.units - sum(len(job.pending) for job in jobs)
+        if not jobs:
+            return summary
         # the worker pins the count resolved here, so that '0 = torch's default' means one number
-        worker = make_worker(options.in_process, used_threads, options.grace)
+        settings = ExecutorSettings(
+            choice, options.in_process, used_threads, options.grace, options.workers, _versions(record, plan)
+        )
+        executor = make_executor(settings, say)
         progress = Progress(total=plan.units, quiet=options.quiet)
+        progress.advance(summary.skipped)
         completed = False
         try:
-            for case in plan.cases:
-                _run_case(case, plan.solvers_for(case), done, worker, record, progress, summary, say)
+            executor.start()
+            record.data.update(executor.record())
+            executor.run(jobs, RowWriter(record, progress, summary, say))
             completed = True
         finally:
             progress.close()
-            worker.close()
+            record.data.update(executor.record())
+            executor.close()
             record.finish(summary, completed)
     return summary
+
+
+def _pending_jobs(plan: RunPlan, done: set[Key], run_fields: dict[str, Any]) -> list[CaseJob]:
+    """Per case, the (solver, tolerance) rows not done yet; cases with none are left out."""
+    jobs = []
+    for case in plan.cases:
+        pending = tuple(
+            (ref, tolerance)
+            for ref in plan.solvers_for(case)
+            for tolerance in case.tolerances
+            if row_key_of(case, ref, tolerance) not in done
+        )
+        if pending:
+            jobs.append(CaseJob(len(jobs), case, pending, run_fields))
+    return jobs
+
+
+def _run_fields(record: RunRecord, kind: str) -> dict[str, Any]:
+    """Fields every row of this run carries (a cluster worker puts its own machine in)."""
+    return {"run_id": record.data["run_id"], **record.row_settings(), "worker": kind}
+
+
+def _versions(record: RunRecord, plan: RunPlan) -> dict[str, Any]:
+    """What every machine measuring this run must run: this record's code and versions."""
+    return {
+        "qpbench_commit": record.data["qpbench_commit"],
+        "python": record.data["python"],
+        "libraries": dict(record.data["libraries"]),
+        "solvers": {ref.spec: ref.version for refs in plan.solvers.values() for ref in refs},
+    }
+
+
+def _note_other_machines(rows: list[dict[str, Any]], machine: str, kind: str, say: Callable[[str], None]) -> None:
+    """Rows of other machines count as done (reports keep each machine apart); say so when a local
+    run resumes them, since its own rows will be reported beside, not with, theirs."""
+    if kind == DASK:
+        return
+    others = sorted({str(r.get("machine")) for r in rows if r.get("machine") and r.get("machine") != machine})
+    if others:
+        count = sum(1 for r in rows if r.get("machine") in others)
+        say(
+            f"note: {count} row(s) already done were measured on other machines ({'; '.join(others)}); they count "
+            "as done, and reports show each machine's rows apart"
+        )
 
 
 def _discard_results(out: Path) -> None:
@@ -155,135 +207,33 @@ class RunRecord:
         save_run_record(self.out, self.data)
 
 
-def _run_case(
-    case: Case,
-    solvers: list[SolverRef],
-    done: set[Key],
-    worker: Executor,
-    record: RunRecord,
-    progress: Progress,
-    summary: RunSummary,
-    say: Callable[[str], None],
-) -> None:
-    pending = [(ref, t) for ref in solvers for t in case.tolerances if (case.case_id, ref.name, t) not in done]
-    skipped = len(solvers) * len(case.tolerances) - len(pending)
-    progress.advance(skipped)
-    summary.skipped += skipped
-    if not pending:
-        return
-    progress.describe(case.label())
-    base = _base_row(case, record, worker.kind)
+class RowWriter:
+    """The sink of this run's rows: appends each to results.jsonl (the run record first), counts
+    it, and moves the progress bar."""
 
-    def emit(ref: SolverRef, tolerance: str, fields: dict[str, Any]) -> None:
-        row = {
-            **base,
-            "solver": ref.name,
-            "solver_version": ref.version,
-            "tolerance": tolerance,
-            "tolerance_eps": Tolerance.parse(tolerance).eps,
-            **fields,
-            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        record.before_row()
-        write_row(record.out, row)
-        summary.written += 1
-        summary.outcomes[row["outcome"]] = summary.outcomes.get(row["outcome"], 0) + 1
-        progress.advance(1)
+    def __init__(self, record: RunRecord, progress: Progress, summary: RunSummary, say: Callable[[str], None]) -> None:
+        self.record = record
+        self.progress = progress
+        self.summary = summary
+        self.say = say
 
-    if case.device == "cuda" and not torch.cuda.is_available():
-        for ref, tol in pending:
-            emit(ref, tol, {"outcome": ROW_UNSUPPORTED, "error": "no CUDA device on this machine"})
-        return
-    try:
-        batch = build_batch(case)
-    except Exception as exc:
-        message = f"{case.case_id}: building the problems failed: {type(exc).__name__}: {exc}"
-        summary.case_errors.append(message)
-        say(f"warning: {message}; its rows are not written (a re-run retries it)")
-        progress.advance(len(pending))
-        return
-    base.update({"n": batch.n, "m": batch.m, "k": batch.k})
-    expected = str(batch.meta.get("expected_status", "solved"))
-    reference, reference_name = _reference(case, batch, say)
-    base["reference"] = reference_name
-    base["calibration_time"] = calibration_time(batch.batch_size, batch.n, dtype=batch.dtype, device=batch.device)
+    def row(self, row: dict[str, Any]) -> None:
+        self.record.before_row()
+        write_row(self.record.out, row)
+        self.summary.written += 1
+        self.summary.outcomes[row["outcome"]] = self.summary.outcomes.get(row["outcome"], 0) + 1
+        self.progress.advance(1)
 
-    for ref in dict.fromkeys(r for r, _ in pending):
-        tolerances = [t for r, t in pending if r == ref]
-        reason = _cannot_run(ref.spec, batch)
-        if reason is not None:
-            for tol in tolerances:
-                emit(ref, tol, {"outcome": reason[0], "error": reason[1]})
-            continue
-        for tol in tolerances:
-            progress.describe(f"{case.label()} | {ref.name} {tol}")
-            try:
-                raw = worker.measure(ref.spec, batch, tol, case.time_limit, case.warmups, case.repeats)
-            except MeasurementError as exc:
-                emit(ref, tol, {"outcome": exc.outcome, "error": exc.reason, "expected_status": expected})
-                continue
-            fields = summarize(raw, Tolerance.parse(tol).eps, reference, expected)
-            emit(ref, tol, {"outcome": ROW_OK, "error": "", **fields})
+    def started(self, row: dict[str, Any]) -> None:
+        what = row.get("problem") or f"{row.get('family')} n={row.get('n')}"
+        self.progress.describe(f"{what} B={row.get('batch_size')} | {row.get('solver')} {row.get('tolerance')}")
+
+    def warn(self, message: str) -> None:
+        self.say(f"warning: {message}")
+
+    def case_failed(self, job: CaseJob, message: str) -> None:
+        self.summary.case_errors.append(message)
+        self.say(f"warning: {message}; its rows are not written (a re-run retries it)")
+        self.progress.advance(len(job.pending))
 
 
-def _base_row(case: Case, record: RunRecord, worker_kind: str) -> dict[str, Any]:
-    return {
-        "run_id": record.data["run_id"],
-        "suite": case.suite,
-        "case_id": case.case_id,
-        "family": case.family,
-        "problem": case.problem,
-        "n": case.n,
-        "m": case.m,
-        "k": case.k,
-        "batch_size": case.batch_size,
-        "seed": case.seed,
-        "dtype": case.dtype,
-        "device": case.device,
-        "repeats": case.repeats,
-        "warmups": case.warmups,
-        "time_limit": case.time_limit,
-        **record.row_settings(),
-        "worker": worker_kind,
-        "reference": "none",
-    }
-
-
-def _cannot_run(spec: str, batch: QPBatch) -> tuple[str, str] | None:
-    """(outcome, reason) when the solver is unavailable or its capabilities exclude the batch."""
-    try:
-        adapter = resolve_adapter(spec)
-        ok, why = adapter.availability()
-        if not ok:
-            return ROW_UNAVAILABLE, why or "not available"
-        reason = adapter.unsupported_reason(batch)
-    except Exception as exc:
-        return ROW_FAILED, f"capability check failed: {type(exc).__name__}: {exc}"
-    return (ROW_UNSUPPORTED, reason) if reason else None
-
-
-def _reference(case: Case, batch: QPBatch, say: Callable[[str], None]) -> tuple[np.ndarray | None, str]:
-    """Reference optimum per problem, and what it is (published / the reference solver / none)."""
-    meta = batch.meta
-    if meta.get("reference_objective") is not None:
-        offset = float(meta.get("objective_offset", 0.0) or 0.0)
-        value = float(meta["reference_objective"]) - offset  # published values include the constant
-        return np.full(batch.batch_size, value), "published"
-    if not case.reference:
-        return None, "none"
-    try:
-        from qpbench.reference import reference_solve
-
-        sol = reference_solve(batch)
-    except Exception as exc:
-        say(
-            f"warning: {case.case_id}: reference solve failed ({type(exc).__name__}: {exc}); "
-            "no objective error for this case"
-        )
-        return None, "none"
-    objective = np.asarray(torch.as_tensor(sol.objective).double().cpu(), dtype=float).reshape(-1)
-    status = getattr(sol, "status", None)
-    if status is not None:
-        solved = np.array([int(s) == int(Status.SOLVED) for s in status], dtype=bool)
-        objective = np.where(solved, objective, np.nan)
-    return objective, str(getattr(sol, "solver", "") or "reference_solve")

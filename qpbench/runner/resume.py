@@ -5,8 +5,12 @@ the way this run would measure it. Rather than measure such a key again beside t
 rows for one key, which every reader would have to choose between) or drop the old row (losing a
 measurement), a run whose settings differ from the table's refuses to start, names each
 difference, and points to ``--fresh``. So one results directory is always one consistent
-measurement: every row taken with the same threads, machine and code, and each solver at one
-version.
+measurement: every row taken with the same threads and code, and each solver at one version.
+
+The machine is not one of these settings: a run may span several machines (``--executor dask``),
+each row names the machine that measured it (``machine``), and reports and comparisons keep each
+machine's rows apart. So a row measured on another machine counts as done, and a run interrupted
+on a cluster resumes here (or the other way round) without measuring it again.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 KEY_COLUMNS = ("case_id", "solver", "tolerance")
 # Settings of the whole run: every row of the table must share them.
-RUN_SETTINGS = ("torch_threads", "machine", "qpbench_version", "qpbench_commit")
+RUN_SETTINGS = ("torch_threads", "qpbench_version", "qpbench_commit")
 # Settings of one (case, solver, tolerance): the row this run would skip must have them.
 ROW_SETTINGS = ("repeats", "warmups", "time_limit")
 # Settings of a solver: every row of a solver this run measures must have its current version.
@@ -76,14 +80,15 @@ def check_resume(
     """The keys already done; raises ResumeConflictError when a row was measured differently.
 
     ``planned`` maps each key this run would measure to its row settings (repeats, warm-ups,
-    time limit); ``run_settings`` holds this run's RUN_SETTINGS; ``solver_versions`` the version
-    of every solver this run measures."""
+    time limit); ``run_settings`` holds this run's RUN_SETTINGS (other entries are ignored);
+    ``solver_versions`` the version of every solver this run measures."""
     found: dict[tuple[str, Any, Any], list[str]] = {}
     done: set[Key] = set()
+    shared = {setting: run_settings[setting] for setting in RUN_SETTINGS if setting in run_settings}
     for row in rows:
         key = row_key(row)
         done.add(key)
-        expected = dict(run_settings)
+        expected = dict(shared)
         if key in planned:
             expected.update(planned[key])
         if row.get("solver") in solver_versions:

@@ -217,6 +217,14 @@ class SubprocessWorker:
             elif msg[0] == "error":
                 raise MeasurementError(msg[1], msg[2])
 
+    def stop_measurement(self) -> None:
+        """Kill the measurement in progress, from another thread (whoever asked for it has gone:
+        a cluster's client cancelled the case). The waiting ``measure`` reports a crash, and the
+        next measurement starts a fresh process."""
+        proc = self._proc
+        if proc is not None and proc.is_alive():
+            proc.kill()
+
     def _kill(self) -> None:
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
