@@ -89,7 +89,8 @@ COLUMNS: dict[str, str] = {
     "peak_memory_bytes": "peak device (CUDA) or process (CPU RSS) memory",
     "calibration_time": "seconds of the run's calibration kernel for this case (imitated interior-point iterations)",
     "torch_threads": "torch.get_num_threads() during the case",
-    "worker": "in-process or subprocess",
+    "worker": "in-process, subprocess, or paired (measured beside another build, see pairing)",
+    "pairing": "paired session id: timed beside another build, entry i of both solve_times is one pair",
     "timestamp": "UTC time the row was written",
 }
 
