@@ -10,7 +10,7 @@ the committed baseline, whose ``environment.json`` records the versions.) Nothin
 installed, so it works offline and takes seconds.
 
 Where no such build is possible (no git, not a checkout, REF not in this clone, e.g. a shallow
-clone, or REF older than the paired measurement server), :class:`BuildUnavailable` says why, and
+clone, or REF older than the paired measurement server), :class:`BuildUnavailableError` says why, and
 the caller falls back to the unpaired comparison. See ``docs/regression.md``.
 """
 
@@ -34,7 +34,7 @@ PTH_NAME = "qpbench_baseline.pth"
 FOREIGN_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE")
 
 
-class BuildUnavailable(Exception):
+class BuildUnavailableError(Exception):
     """No baseline build of REF can be made here; the message says why."""
 
 
@@ -42,35 +42,58 @@ def git(repo: Path, *args: str) -> str:
     try:
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
     except OSError as exc:
-        raise BuildUnavailable(f"git is not available ({exc})") from None
+        raise BuildUnavailableError(f"git is not available ({exc})") from None
     if done.returncode != 0:
-        raise BuildUnavailable(f"git {' '.join(args)} failed: {done.stderr.strip() or done.returncode}")
+        raise BuildUnavailableError(f"git {' '.join(args)} failed: {done.stderr.strip() or done.returncode}")
     return done.stdout.strip()
 
 
 def repository_root(start: Path) -> Path:
     try:
         return Path(git(start, "rev-parse", "--show-toplevel"))
-    except BuildUnavailable as exc:
-        raise BuildUnavailable(f"{start} is not in a git checkout ({exc})") from None
+    except BuildUnavailableError as exc:
+        raise BuildUnavailableError(f"{start} is not in a git checkout ({exc})") from None
 
 
 def resolve_commit(repo: Path, ref: str) -> str:
-    """The full hash of ``ref``; BuildUnavailable when this clone does not have it."""
+    """The full hash of ``ref``; BuildUnavailableError when this clone does not have it."""
     try:
         return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    except BuildUnavailable:
+    except BuildUnavailableError:
         shallow = git(repo, "rev-parse", "--is-shallow-repository") == "true"
         hint = " (this is a shallow clone: fetch more history, e.g. git fetch --unshallow)" if shallow else ""
-        raise BuildUnavailable(f"commit {ref} is not in this clone{hint}") from None
+        raise BuildUnavailableError(f"commit {ref} is not in this clone{hint}") from None
 
 
 def working_tree_state(repo: Path) -> tuple[str | None, bool | None]:
     """HEAD and whether tracked files differ from it (None, None outside a checkout)."""
     try:
         return git(repo, "rev-parse", "HEAD"), bool(git(repo, "status", "--porcelain", "--untracked-files=no"))
-    except BuildUnavailable:
+    except BuildUnavailableError:
         return None, None
+
+
+def recorded_commit(baseline: Path | None) -> str:
+    """The commit a committed baseline was measured at: its ``environment.json`` records it.
+
+    That commit is REF, the baseline build of the paired check: the table and the build are then
+    the same code, and REF moves only when the baseline is regenerated, the one deliberate act
+    that accepts a change of the solver's speed or work (``docs/regression.md``).
+    """
+    from qpbench.results import load_environment
+
+    if baseline is None:
+        raise BuildUnavailableError("no baseline directory to read the commit from (give --baseline-ref)")
+    git_record = load_environment(baseline).get("git") or {}
+    commit = git_record.get("commit")
+    if not commit:
+        raise BuildUnavailableError(f"{baseline}/environment.json records no git commit")
+    if git_record.get("dirty"):
+        raise BuildUnavailableError(
+            f"{baseline} was measured on a modified tree at {str(commit)[:12]}, so no commit holds its code "
+            "(regenerate it from a clean checkout: scripts/update_baseline.sh)"
+        )
+    return str(commit)
 
 
 def prepare_baseline(repo: Path, ref: str, cache: Path) -> BuildCommand:
@@ -83,7 +106,7 @@ def prepare_baseline(repo: Path, ref: str, cache: Path) -> BuildCommand:
         source.mkdir(parents=True)
         export_tree(repo, commit, source)
         if not (source / SERVER_FILE).exists():
-            raise BuildUnavailable(
+            raise BuildUnavailableError(
                 f"commit {commit[:12]} predates the paired measurement server ({SERVER_FILE} is missing)"
             )
         make_environment(venv, source)
@@ -103,7 +126,7 @@ def export_tree(repo: Path, commit: str, into: Path) -> None:
             archive.extractall(into, filter="data")
         error = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
-        raise BuildUnavailable(f"git archive {commit[:12]} failed: {error.strip()}")
+        raise BuildUnavailableError(f"git archive {commit[:12]} failed: {error.strip()}")
 
 
 def make_environment(venv: Path, source: Path) -> None:
@@ -129,10 +152,10 @@ def check_imports(python: Path, source: Path) -> None:
     done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=env, cwd=source,
                           check=False)
     if done.returncode != 0:
-        raise BuildUnavailable(f"the baseline build cannot import qpbench and torch: {done.stderr.strip()[-300:]}")
+        raise BuildUnavailableError(f"the baseline build cannot import qpbench and torch: {done.stderr.strip()[-300:]}")
     found = Path(done.stdout.strip()).resolve()
     if source.resolve() not in found.parents:
-        raise BuildUnavailable(f"the baseline build imports qpbench from {found}, not from {source}")
+        raise BuildUnavailableError(f"the baseline build imports qpbench from {found}, not from {source}")
 
 
 def current_build(repo: Path | None) -> BuildCommand:

@@ -80,7 +80,7 @@ class Server:
             argv += ["--solver", solver]
         if threads is not None:
             argv += ["--threads", str(threads)]
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server; close() closes it
         self._buffer = b""
         try:
             self.process = subprocess.Popen(
