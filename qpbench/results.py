@@ -89,8 +89,9 @@ COLUMNS: dict[str, str] = {
     "peak_memory_bytes": "peak device (CUDA) or process (CPU RSS) memory",
     "calibration_time": "seconds of the run's calibration kernel for this case (imitated interior-point iterations)",
     "torch_threads": "torch.get_num_threads() during the case",
-    "worker": "in-process, subprocess, or paired (measured beside another build, see pairing)",
-    "pairing": "paired session id: timed beside another build, entry i of both solve_times is one pair",
+    "worker": "in-process, subprocess, or paired (timed in an interleaved session, see pairing)",
+    "pairing": "id of the interleaved session that timed the row; entry i of its rows' solve_times is one pair",
+    "solves_per_time": "solves averaged into each solve_times entry (short solves are timed in runs)",
     "timestamp": "UTC time the row was written",
 }
 

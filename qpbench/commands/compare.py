@@ -7,10 +7,16 @@
                                              that build is impossible (no git, shallow clone, ...)
     qpbench compare --baseline-ref REF       paired against commit REF (BASELINE, if given, is the
                                              unpaired fallback)
+    qpbench compare --record DIR             measure the suite into DIR the way a committed baseline
+                                             is made (the judged solver interleaved with its
+                                             reference solvers), and stop
 
 Accuracy and robustness are compared directly; work counts (iterations, factorizations, solves,
 data passes) exactly; speed with three verdicts against a promised detectable slowdown, printed
 with every verdict (paired 1.25x for the suite, 1.5x for a single case; unpaired 1.5x and 2x).
+Unpaired, the judged solver's time is a ratio to reference solvers timed in turn with it (where
+both tables were measured that way, as --record and the unpaired check itself do), else to the
+calibration kernel and the references' medians.
 An inconclusive measurement (noise too large for the promise) is measured once more and judged
 on both measurements together (--remeasure). Details: docs/regression.md.
 
@@ -72,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     how.add_argument("--out", type=Path, help="keep the measured tables here (default: a temporary folder)")
     how.add_argument("--build-dir", type=Path, help="make and keep the baseline build here (reused per commit)")
+    how.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="measure the suite (--suite, default ci) into DIR, interleaved, and stop: how the committed "
+        "baseline is made (scripts/update_baseline.sh)",
+    )
     parser.add_argument(
         "--remeasure-cmd",
         help="with CURRENT: shell command that writes a fresh run of the suite into {out} (also exported "
@@ -98,6 +111,8 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         options = compare_options(args)
+        if args.record is not None:
+            return record(args)
         _check_usage(args)
         if args.current is not None:
             comparison, notes = judge_directories(args, options)
@@ -180,28 +195,90 @@ def judge_directories(args: argparse.Namespace, options: CompareOptions) -> tupl
 def judge_fresh_run(
     args: argparse.Namespace, options: CompareOptions, reason: str = ""
 ) -> tuple[Comparison, list[str]]:
-    """Run the suite now (one more time per --remeasure while inconclusive), compare with BASELINE."""
+    """Measure the suite now (once more per --remeasure while inconclusive), compare with BASELINE.
+
+    A baseline of an interleaved session is matched by one (its judged solver timed in turn with
+    the same reference solvers); a baseline of ``qpbench run`` by a ``qpbench run``.
+    """
     from qpbench.regression import Verdict, compare_tables
     from qpbench.results import load_table
 
     baseline = load_table(args.baseline)
     suite = args.suite or recorded_suite(args.baseline)
+    references = interleaved_references(baseline, options)
     notes = [f"unpaired: {reason}"] if reason else []
     with output_folder(args.out) as out:
         runs: list[pd.DataFrame] = []
         for attempt in range(args.remeasure + 1):
             folder = out / f"current-{attempt + 1}"
-            run_suite_command(suite, folder)
+            if references:
+                measure_interleaved(suite, [*options.solvers, *references], folder, args.pairs, args.rounds)
+            else:
+                run_suite_command(suite, folder)
             runs.append(load_table(folder))
             comparison = compare_tables(baseline, runs, options)
             if comparison.verdict is not Verdict.INCONCLUSIVE:
                 break
             if attempt < args.remeasure:
-                print("qpbench compare: inconclusive; running the suite once more", file=sys.stderr)
+                print("qpbench compare: inconclusive; measuring once more", file=sys.stderr)
         if len(runs) > 1:
             notes.append(f"inconclusive at first: measured {len(runs)} times, judged on all runs together")
         notes += _environment_notes(args.baseline, out / f"current-{len(runs)}")
     return comparison, notes
+
+
+def record(args: argparse.Namespace) -> int:
+    """``--record DIR``: the suite's solvers, interleaved, into DIR (a baseline for later checks)."""
+    from qpbench.paired.session import ServerError
+
+    suite = args.suite or DEFAULT_SUITE
+    try:
+        measure_interleaved(suite, suite_solvers(suite), args.record, args.pairs, args.rounds)
+    except (ServerError, ValueError, FileNotFoundError) as exc:
+        print(f"qpbench compare: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"recorded suite {suite} into {args.record}")
+    return EXIT_PASS
+
+
+def measure_interleaved(suite: str, solvers: list[str], folder: Path, pairs: int, rounds: int) -> None:
+    """One interleaved session of this environment: ``solvers`` timed in turn, case by case."""
+    from qpbench.paired.build import BuildUnavailableError, current_build, repository_root
+    from qpbench.paired.session import InterleavedSession
+    from qpbench.runner.suite import suite_path
+
+    try:
+        repo: Path | None = repository_root(Path.cwd())
+    except BuildUnavailableError:
+        repo = None
+    build = current_build(repo)
+    print(f"qpbench compare: measuring {', '.join(solvers)} interleaved on suite {suite}", file=sys.stderr)
+    with InterleavedSession(suite_path(suite).resolve(), solvers, [build]) as session:
+        session.measure(pairs, rounds)
+        session.write({build.label: folder})
+
+
+def suite_solvers(suite: str) -> list[str]:
+    """Every solver the suite's cases select, in order."""
+    from qpbench.runner import expand, load_suite, select_solvers
+
+    names: list[str] = []
+    for case in expand(load_suite(suite)):
+        names += [s for s in select_solvers(case.solvers, case.exclude_solvers) if s not in names]
+    return names
+
+
+def interleaved_references(baseline: pd.DataFrame, options: CompareOptions) -> list[str]:
+    """The reference solvers the baseline timed in turn with its judged rows (none: not interleaved)."""
+    from qpbench.regression.interleaved import is_interleaved, session_references
+    from qpbench.regression.rows import latest_rows
+
+    rows = latest_rows(baseline, "baseline", [])
+    judged = set(options.solvers)
+    keys = [k for k in rows if k[1] in judged]
+    if not is_interleaved(keys, rows, judged):
+        return []
+    return sorted({name for key in keys for name in session_references(key, rows, judged)})
 
 
 def judge_paired(args: argparse.Namespace, options: CompareOptions) -> tuple[Comparison, list[str]]:
@@ -213,7 +290,7 @@ def judge_paired(args: argparse.Namespace, options: CompareOptions) -> tuple[Com
         recorded_commit,
         repository_root,
     )
-    from qpbench.paired.session import PairedSession, ServerError
+    from qpbench.paired.session import InterleavedSession, ServerError
     from qpbench.regression import Verdict, compare_tables
     from qpbench.results import load_table
     from qpbench.runner.suite import suite_path
@@ -230,10 +307,11 @@ def judge_paired(args: argparse.Namespace, options: CompareOptions) -> tuple[Com
         notes = [f"paired: baseline build {baseline_build.commit} (REF {ref}) against this environment's qpbench "
                  f"({_describe_commit(candidate.commit, candidate.dirty)}), interleaved in one job"]
         try:
-            with PairedSession(suite, list(options.solvers), baseline_build, candidate) as session:
+            folders = {"baseline": out / "baseline", "candidate": out / "candidate"}
+            with InterleavedSession(suite, list(options.solvers), [baseline_build, candidate]) as session:
                 for attempt in range(args.remeasure + 1):
                     session.measure(args.pairs, args.rounds)
-                    folders = session.write(out)
+                    session.write(folders)
                     comparison = compare_tables(load_table(folders["baseline"]), load_table(folders["candidate"]),
                                                 options)
                     if comparison.verdict is not Verdict.INCONCLUSIVE:

@@ -8,8 +8,11 @@ tolerance level), so that both builds meet the machine's load at the same moment
 it is ready, a server prepares every unit: problems built, setup timed, warm-up solves run. Then it
 answers each request line on stdin with one JSON line on its protocol stream:
 
-    {"op": "solve", "unit": 3}  ->  {"seconds": 0.0123}    or  {"error": "..."}
-    {"op": "rows"}              ->  {"rows": [...]}         one results-table row per unit
+    {"op": "solve", "unit": 3, "runs": 1}  ->  {"seconds": 0.0123}  or  {"error": "..."}
+    {"op": "rows"}                         ->  {"rows": [...]}       one results-table row per unit
+
+``runs`` > 1 times that many solves in a row as one entry (their mean): a reference solve much
+shorter than the judged one is timed in runs, so that both timings span alike stretches of load.
 
 It uses this build's own runner pieces (suite expansion, problem building, adapters, accuracy
 summary), so its rows are what this build measures. Anything the solvers print goes to stderr:
@@ -35,7 +38,7 @@ from qpbench.runner.environment import environment_record, new_run_id
 from qpbench.runner.measure import evaluate, summarize, work_counts
 from qpbench.runner.solvers import resolve_adapter, select_solvers
 from qpbench.runner.suite import load_suite
-from qpbench.timing import pinned_threads, timed_call
+from qpbench.timing import calibration_time, pinned_threads, timed_call
 
 ISOLATION = "paired"  # the `worker` column of its rows
 
@@ -51,6 +54,8 @@ class Unit:
     adapter: Adapter | None = None
     prepared: Any = None
     setup_seconds: float = float("nan")
+    warmup_seconds: float = float("nan")  # the last warm-up solve: how long one solve takes
+    runs: int = 1  # solves per timed entry (the driver's choice; see solve_runs)
     times: list[float] = field(default_factory=list)
     output: SolveOutput | None = None
     outcome: str = "ok"
@@ -62,6 +67,7 @@ class Unit:
             "solver": self.solver,
             "tolerance": self.tolerance,
             "time_limit": self.case.time_limit,
+            "warmup_seconds": self.warmup_seconds,
             "outcome": self.outcome,
             "error": self.error,
         }
@@ -108,28 +114,37 @@ def _prepared_unit(case: Case, batch: QPBatch, solver: str, tolerance: str) -> U
             lambda: adapter.setup(batch, level, case.time_limit), batch.device
         )
         for _ in range(max(case.warmups, 1)):  # one-off costs must not land in the first pair
-            adapter.solve(unit.prepared)
+            _, unit.warmup_seconds = timed_call(lambda: adapter.solve(unit.prepared), batch.device)
     except Exception as exc:
         unit.fail(exc)
     return unit
 
 
-def solve_once(unit: Unit) -> dict[str, Any]:
-    """One timed solve of a ready unit (the answer to a ``solve`` request)."""
+def solve_runs(unit: Unit, runs: int = 1) -> dict[str, Any]:
+    """One timed entry of a ready unit: ``runs`` solves in a row, their mean (a ``solve`` request)."""
     if unit.outcome != "ok" or unit.adapter is None or unit.batch is None:
         return {"error": f"unit not ready: {unit.outcome}: {unit.error}"}
+    if runs < 1:
+        return {"error": f"runs must be >= 1, got {runs}"}
     adapter, prepared = unit.adapter, unit.prepared
+
+    def solves() -> SolveOutput:
+        for _ in range(runs - 1):
+            adapter.solve(prepared)
+        return adapter.solve(prepared)
+
     try:
-        output, seconds = timed_call(lambda: adapter.solve(prepared), unit.batch.device)
+        output, seconds = timed_call(solves, unit.batch.device)
     except Exception as exc:
         unit.fail(exc)
         return {"error": unit.error}
     unit.output = output
-    unit.times.append(seconds)
-    return {"seconds": seconds}
+    unit.runs = runs
+    unit.times.append(seconds / runs)
+    return {"seconds": seconds / runs}
 
 
-def unit_row(unit: Unit, run_id: str, threads: int) -> dict[str, Any]:
+def unit_row(unit: Unit, run_id: str, threads: int, calibration: float | None) -> dict[str, Any]:
     """The unit's results-table row: its timings and the accuracy of its last solve."""
     case, batch = unit.case, unit.batch
     row: dict[str, Any] = {
@@ -154,6 +169,8 @@ def unit_row(unit: Unit, run_id: str, threads: int) -> dict[str, Any]:
         "reference": "none",
         "outcome": unit.outcome,
         "error": unit.error,
+        "calibration_time": calibration,
+        "solves_per_time": unit.runs,
     }
     if unit.outcome == "ok" and unit.output is not None and batch is not None and unit.adapter is not None:
         out = unit.output
@@ -170,6 +187,18 @@ def unit_row(unit: Unit, run_id: str, threads: int) -> dict[str, Any]:
         row.update(summarize(raw, Tolerance.parse(unit.tolerance).eps, None, expected))
     row["timestamp"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return row
+
+
+def calibration_times(units: list[Unit]) -> dict[str, float]:
+    """The runner's calibration kernel for every case with a batch (the ``calibration_time``
+    column), so that these rows also serve the regression check's in-run-reference comparison."""
+    found: dict[str, float] = {}
+    for unit in units:
+        batch = unit.batch
+        if batch is not None and unit.case.case_id not in found:
+            found[unit.case.case_id] = calibration_time(batch.batch_size, batch.n, dtype=batch.dtype,
+                                                        device=batch.device)
+    return found
 
 
 def protocol_stream() -> TextIO:
@@ -192,9 +221,10 @@ def serve(units: list[Unit], run_id: str, threads: int, requests: TextIO, replie
         try:
             request = json.loads(line)
             if request.get("op") == "solve":
-                reply(solve_once(units[int(request["unit"])]))
+                reply(solve_runs(units[int(request["unit"])], int(request.get("runs", 1))))
             elif request.get("op") == "rows":
-                reply({"rows": [unit_row(unit, run_id, threads) for unit in units]})
+                calibration = calibration_times(units)
+                reply({"rows": [unit_row(u, run_id, threads, calibration.get(u.case.case_id)) for u in units]})
             else:
                 reply({"error": f"unknown request {request!r}"})
         except Exception as exc:  # a bad request must not take the build's other answers down

@@ -1,17 +1,16 @@
-"""The driver of the paired regression check: two builds measured interleaved, solve by solve.
+"""The driver of interleaved measurement: solvers of one or two builds timed in turn, solve by solve.
 
 One measurement server runs in each build (:mod:`qpbench.paired.server`); the driver asks them in
-turn for single timed solves of the same unit, in ABBA order (baseline, candidate, candidate,
-baseline, ...), round after round over the units. Consecutive solves of the two builds are tens of
-milliseconds apart, so a change of machine load (on the 2-core development machine it moves in
-steps of up to 2x that last seconds) meets both builds alike and cancels in their paired ratio.
-Whole-process interleaving (one suite run per build, alternating, as asv's interleaved mode does
-per benchmark) leaves seconds between the two measurements of a case and did not cancel it.
+turn for timed solves of the same case, in ABBA order (baseline, candidate, candidate, baseline,
+...), round after round over the cases. Consecutive timings are tens of milliseconds apart, so a
+change of machine load (on the 2-core development machine it moves in steps of up to 2x that
+last seconds) meets both alike and cancels in their ratio. Whole-process interleaving (one suite
+run per build, alternating, as asv's interleaved mode does per benchmark) leaves seconds between
+the two measurements of a case and did not cancel it.
 
-Each build's rows are written as a normal results table (``OUT/baseline``, ``OUT/candidate``);
-``solve_times`` holds the solves in request order, so entry i of the two tables is one pair, and
-the ``pairing`` column names the session so that the regression check knows the tables are
-paired. See ``docs/regression.md``.
+Each build's rows are written as a normal results table (``OUT/<label>``); ``solve_times`` holds
+the timings in request order, so entry i of every row of a session is one pair, and the
+``pairing`` column names the session. See ``docs/regression.md``.
 """
 
 from __future__ import annotations
@@ -62,12 +61,39 @@ class UnitInfo:
     solver: str
     tolerance: str
     time_limit: float
+    warmup_seconds: float
     outcome: str
     error: str
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.case_id, self.solver, self.tolerance
+
+    @classmethod
+    def from_message(cls, unit: dict[str, Any]) -> UnitInfo:
+        """From a server's description (keys it does not send, as an older build may not, default)."""
+        return cls(
+            case_id=str(unit["case_id"]),
+            solver=str(unit["solver"]),
+            tolerance=str(unit["tolerance"]),
+            time_limit=float(unit.get("time_limit", 60.0)),
+            warmup_seconds=float(unit.get("warmup_seconds", float("nan"))),
+            outcome=str(unit.get("outcome", "ok")),
+            error=str(unit.get("error", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One timed series of a case: a solver in a build (server unit ``index``, timed in ``runs``)."""
+
+    build: str
+    solver: str
+    index: int
+    runs: int = 1
+
+
+MAX_RUNS = 64  # solves per timed entry for a very short reference solve
 
 
 class Server:
@@ -149,22 +175,29 @@ class Server:
 
 
 @dataclass
-class PairedSession:
-    """Both builds' servers, started together; :meth:`measure` adds pairs, :meth:`write` saves."""
+class InterleavedSession:
+    """Measurement servers of one or two builds, timed in turn case by case.
+
+    Every (build, solver) of a case is a lane; each pair of a case visits its lanes in turn,
+    forwards then backwards (ABBA for two lanes), so that every lane meets the same moments of
+    load. Two builds with the judged solver make the paired check; one build with the judged
+    solver and reference solvers makes an interleaved table whose in-house / reference ratios
+    the unpaired check compares across time. :meth:`measure` adds pairs, :meth:`write` saves.
+    """
 
     suite: Path
     solvers: list[str]
-    baseline: BuildCommand
-    candidate: BuildCommand
+    builds: list[BuildCommand]
     threads: int | None = None
     log: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr))
     pairing: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    units: list[UnitInfo] = field(default_factory=list)
+    units: list[UnitInfo] = field(default_factory=list)  # of the first build; the others offer the same
     pairs: int = 0
     _servers: dict[str, Server] = field(default_factory=dict)
     _environments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lanes: dict[tuple[str, str], list[Lane]] = field(default_factory=dict)  # (case_id, tolerance) -> lanes
 
-    def __enter__(self) -> PairedSession:
+    def __enter__(self) -> InterleavedSession:
         self.start()
         return self
 
@@ -172,70 +205,90 @@ class PairedSession:
         self.close()
 
     def start(self) -> None:
-        """Start both servers (they prepare in parallel) and check they offer the same units."""
-        for build in (self.baseline, self.candidate):
+        """Start every build's server (they prepare in parallel) and check they offer the same
+        units; on any failure all are stopped before the error is raised."""
+        try:
+            self._start()
+        except BaseException:
+            for server in self._servers.values():
+                server.kill()  # it may still be preparing; waiting for it would only delay the error
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        labels = [b.label for b in self.builds]
+        if not self.builds or len(set(labels)) != len(labels):
+            raise ValueError(f"builds must be one or more with distinct labels, got {labels}")
+        for build in self.builds:
             self._servers[build.label] = Server(build, self.suite, self.solvers, self.threads)
         offered: dict[str, list[UnitInfo]] = {}
         for label, server in self._servers.items():
             ready = server.read(START_TIMEOUT)
             if not ready.get("ready"):
                 raise ServerError(label, f"did not start: {ready.get('error', ready)}; {server.stderr_tail()}")
-            offered[label] = [UnitInfo(**unit) for unit in ready["units"]]
+            offered[label] = [UnitInfo.from_message(unit) for unit in ready["units"]]
             self._environments[label] = dict(ready.get("environment") or {})
-        base_keys = [u.key for u in offered[self.baseline.label]]
-        cand_keys = [u.key for u in offered[self.candidate.label]]
-        if base_keys != cand_keys:
-            raise ServerError(
-                self.baseline.label,
-                f"offers units {sorted(set(base_keys) ^ set(cand_keys))} that the other build does not "
-                "(both read the same suite file: do the two builds expand it differently?)",
-            )
-        self.units = offered[self.candidate.label]
+        first, *others = labels
+        for label in others:
+            if [u.key for u in offered[label]] != [u.key for u in offered[first]]:
+                differ = sorted({u.key for u in offered[label]} ^ {u.key for u in offered[first]})
+                raise ServerError(label, f"offers other units than the {first} build: {differ} (both read the "
+                                  "same suite file: do the two builds expand it differently?)")
+        self.units = offered[first]
         if not self.units:
-            raise ServerError(self.candidate.label, f"no unit of solvers {self.solvers} in suite {self.suite}")
+            raise ServerError(first, f"no unit of solvers {self.solvers} in suite {self.suite}")
+        self._lanes = self._plan_lanes(offered)
+
+    def _plan_lanes(self, offered: dict[str, list[UnitInfo]]) -> dict[tuple[str, str], list[Lane]]:
+        """The lanes of every case whose units are ok in all builds; short solves timed in runs."""
+        lanes: dict[tuple[str, str], list[Lane]] = {}
+        for index, unit in enumerate(self.units):
+            if all(offered[label][index].outcome == "ok" for label in offered):
+                for label in offered:
+                    lanes.setdefault((unit.case_id, unit.tolerance), []).append(Lane(label, unit.solver, index))
+        for case, case_lanes in lanes.items():
+            longest = max(offered[lane.build][lane.index].warmup_seconds for lane in case_lanes)
+            lanes[case] = [Lane(lane.build, lane.solver, lane.index,
+                                _runs_for(offered[lane.build][lane.index].warmup_seconds, longest))
+                           for lane in case_lanes]
+        return lanes
 
     def measure(self, pairs: int, rounds: int) -> None:
-        """``pairs`` more pairs per unit, spread over ``rounds`` rounds through all units, each
-        round's units in the opposite order of the last one's."""
+        """``pairs`` more pairs per case, spread over ``rounds`` rounds through all cases, each
+        round's cases in the opposite order of the last one's."""
         if pairs < 1 or rounds < 1:
             raise ValueError(f"pairs and rounds must be >= 1, got pairs={pairs}, rounds={rounds}")
-        timed = [i for i, u in enumerate(self.units) if u.outcome == "ok"]
+        cases = list(self._lanes)
         per_round = [pairs // rounds + (r < pairs % rounds) for r in range(rounds)]
         started = time.monotonic()
         for r, count in enumerate(per_round):
-            order = timed if r % 2 == 0 else timed[::-1]
-            for index in order:
+            for case in cases if r % 2 == 0 else cases[::-1]:
                 for k in range(count):
-                    self._pair(index, first_baseline=(self.pairs + k) % 2 == 0)
-            self.pairs_done_note(r + 1, rounds, started)
+                    self._pair(case, forwards=(self.pairs + k) % 2 == 0)
+            self.log(f"interleaved: round {r + 1}/{rounds} done ({time.monotonic() - started:.0f} s)")
         self.pairs += pairs
 
-    def pairs_done_note(self, done: int, rounds: int, started: float) -> None:
-        self.log(f"paired: round {done}/{rounds} done ({time.monotonic() - started:.0f} s)")
-
-    def _pair(self, index: int, first_baseline: bool) -> None:
-        unit = self.units[index]
-        if unit.outcome != "ok":
+    def _pair(self, case: tuple[str, str], forwards: bool) -> None:
+        lanes = self._lanes.get(case)
+        if not lanes:
             return
-        order = (self.baseline, self.candidate) if first_baseline else (self.candidate, self.baseline)
-        answers = []
-        for build in order:
-            answer = self._servers[build.label].ask({"op": "solve", "unit": index}, unit.time_limit + SOLVE_GRACE)
-            answers.append((build.label, answer))
-        failed = [(label, a["error"]) for label, a in answers if "error" in a]
-        if failed:
-            # a solve that raised ends this unit's timing in both builds (its row records why)
-            self.units[index] = UnitInfo(**{**vars(unit), "outcome": "failed", "error": "; ".join(
-                f"{label}: {error}" for label, error in failed)})
+        failed = []
+        for lane in lanes if forwards else lanes[::-1]:
+            limit = self.units[lane.index].time_limit * lane.runs + SOLVE_GRACE
+            answer = self._servers[lane.build].ask({"op": "solve", "unit": lane.index, "runs": lane.runs}, limit)
+            if "error" in answer:
+                failed.append(f"{lane.build} {lane.solver}: {answer['error']}")
+        if failed:  # a solve that raised ends the case's timing in every lane (its rows record why)
+            self.log(f"interleaved: {case[0]}: stopped timing: {'; '.join(failed)}")
+            del self._lanes[case]
 
-    def write(self, out: Path) -> dict[str, Path]:
-        """Both builds' tables under ``out`` (``baseline/``, ``candidate/``); returns the folders."""
-        folders = {}
-        for build in (self.baseline, self.candidate):
+    def write(self, folders: dict[str, Path]) -> None:
+        """Every build's table (``results.jsonl``, ``environment.json``) into its folder, by label."""
+        for build in self.builds:
             answer = self._servers[build.label].ask({"op": "rows"}, START_TIMEOUT)
             if "rows" not in answer:
                 raise ServerError(build.label, f"did not return its rows: {answer.get('error', answer)}")
-            folder = Path(out) / build.label
+            folder = Path(folders[build.label])
             results = folder / "results.jsonl"
             if results.exists():
                 results.unlink()
@@ -243,11 +296,18 @@ class PairedSession:
                 write_row(folder, {k: v for k, v in {**row, "pairing": self.pairing}.items() if k in COLUMNS})
             environment = self._environments[build.label]
             environment["git"] = {"commit": build.commit, "dirty": build.dirty}
-            environment["pairing"] = {"session": self.pairing, "build": build.label, "pairs": self.pairs}
+            environment["pairing"] = {"session": self.pairing, "builds": [b.label for b in self.builds],
+                                      "solvers": self.solvers, "pairs": self.pairs}
             write_environment(folder, environment)
-            folders[build.label] = folder
-        return folders
 
     def close(self) -> None:
         for server in self._servers.values():
             server.close()
+        self._servers.clear()
+
+
+def _runs_for(seconds: float, longest: float) -> int:
+    """Solves per timed entry that make a solve of ``seconds`` last about as long as ``longest``."""
+    if not (seconds > 0 and longest > 0):
+        return 1
+    return max(1, min(MAX_RUNS, round(longest / seconds)))

@@ -1,8 +1,10 @@
 """One comparison: a baseline table against one current table (or several runs of it), judged.
 
 Rows are matched on their key; only the judged solvers' rows are cases. Per case: accuracy
-(``accuracy``), work counts (``work``) and speed, paired (``paired``) when both tables come from
-one paired session, else against in-run references (``unpaired``). Speed is also judged over all
+(``accuracy``), work counts (``work``) and speed: paired (``paired``) when both tables come from
+one paired session; else the change of the in-run ratio to reference solvers, from pairs timed in
+turn within each table (``interleaved``) where both tables have them, or from medians and the
+calibration kernel (``unpaired``). Speed is also judged over all
 timed cases together (a noise-weighted mean of the changes), which resolves uniform slowdowns
 smaller than any single case can. Each speed estimate has three possible verdicts
 (``decision``); the comparison's verdict is a regression if anything regressed, inconclusive if
@@ -19,7 +21,8 @@ import pandas as pd
 
 from qpbench.regression.accuracy import accuracy_findings
 from qpbench.regression.decision import Estimate, Promise, Verdict, combined, worst
-from qpbench.regression.options import CompareOptions
+from qpbench.regression.interleaved import interleaved_estimate, is_interleaved
+from qpbench.regression.options import AUTO, CALIBRATION, CompareOptions
 from qpbench.regression.paired import are_paired, paired_estimate
 from qpbench.regression.rows import Finding, Row, Rows, label, latest_rows, sort_key
 from qpbench.regression.unpaired import RunSpeed, pooled_estimate, run_speeds
@@ -185,6 +188,16 @@ def _speeds(
         out = {}
         for key in keys:
             estimate, basis = paired_estimate(base_rows[key], runs[0][key], promise.case, options.z, options.min_pairs)
+            out[key] = (CaseSpeed(estimate, basis) if estimate is not None else None, "" if estimate else basis)
+        return out
+    judged = set(options.solvers)
+    wanted = None if AUTO in options.references else [r for r in options.references if r != CALIBRATION]
+    if (wanted is None or wanted) and all(is_interleaved(keys, rows, judged) for rows in (base_rows, *runs)):
+        out = {}
+        for key in keys:
+            estimate, basis = interleaved_estimate(
+                key, base_rows, runs, judged, wanted, promise.case, options.z, options.min_pairs
+            )
             out[key] = (CaseSpeed(estimate, basis) if estimate is not None else None, "" if estimate else basis)
         return out
     per_run = [run_speeds(keys, base_rows, rows, options) for rows in runs]

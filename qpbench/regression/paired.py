@@ -35,6 +35,13 @@ def log_ratios(base: Row, cur: Row) -> list[float]:
     return [math.log(c / b) for b, c in pairs if b > 0 and c > 0]
 
 
+def median_and_error(values: list[float]) -> tuple[float, float]:
+    """The sample median and its standard error (robust: from the median absolute deviation)."""
+    center = statistics.median(values)
+    spread = MAD_TO_SIGMA * statistics.median(abs(v - center) for v in values)
+    return center, MEDIAN_EFFICIENCY * spread / math.sqrt(len(values))
+
+
 def paired_estimate(base: Row, cur: Row, promise: float, z: float, min_pairs: int) -> tuple[Estimate | None, str]:
     """The case's change with its interval, or None and why not."""
     if not (is_ok(base) and is_ok(cur)):
@@ -42,7 +49,5 @@ def paired_estimate(base: Row, cur: Row, promise: float, z: float, min_pairs: in
     ratios = log_ratios(base, cur)
     if len(ratios) < min_pairs:
         return None, f"not timed ({len(ratios)} pairs, fewer than {min_pairs})"
-    center = statistics.median(ratios)
-    spread = MAD_TO_SIGMA * statistics.median(abs(r - center) for r in ratios)
-    half_width = z * MEDIAN_EFFICIENCY * spread / math.sqrt(len(ratios))
-    return Estimate(center, half_width, promise), f"{len(ratios)} pairs"
+    center, error = median_and_error(ratios)
+    return Estimate(center, z * error, promise), f"{len(ratios)} pairs"

@@ -8,10 +8,16 @@ cases, used for every case (a kernel stalled by load in one case moves nothing).
 change is the solver's time change less the mean machine factor of its references.
 
 The noise a median carries is ln(median / min) of its repeats (load only adds time, so the
-fastest repeat is the cleanest), never below the run's typical value. A case's noise sums its
-solve times' noise in both tables, the references' noise, and half the spread of the references'
-machine factors. The interval's half-width is ``noise_k`` times that noise. With several current
-runs (a re-measurement) the current side's noise shrinks by sqrt(runs); the baseline's does not.
+fastest repeat is the cleanest), never below the run's typical value. A case's noise is the sum
+of its solve times' noise in both tables, the references' noise, and half the spread of the
+references' machine factors: summed, not combined in quadrature, because the spread of repeats
+understates load that changes between the moments a case and its references are timed (at load
+5 to 8, quadrature made intervals narrower than the changes an unchanged solver showed). The
+interval's half-width is ``noise_k`` times that noise. With several current runs (a
+re-measurement) the current side's share shrinks by sqrt(runs); the baseline's does not.
+
+This is the fallback for tables measured by ``qpbench run``; tables of interleaved sessions are
+compared by their in-run ratios instead (``interleaved``), which move far less with load.
 """
 
 from __future__ import annotations
@@ -139,10 +145,9 @@ def run_speeds(
 
 def pooled_estimate(speeds: Sequence[RunSpeed], promise: float, noise_k: float) -> Estimate:
     """One case over several current runs: the mean change; the current side's noise / sqrt(runs)."""
-    runs = len(speeds)
     log_change = statistics.fmean(s.log_change for s in speeds)
-    total_noise = speeds[0].base_noise + statistics.fmean(s.cur_noise for s in speeds) / math.sqrt(runs)
-    return Estimate(log_change, noise_k * total_noise, promise)
+    current = statistics.fmean(s.cur_noise for s in speeds) / math.sqrt(len(speeds))
+    return Estimate(log_change, noise_k * (speeds[0].base_noise + current), promise)
 
 
 def _geomean(values: Sequence[float]) -> float:
