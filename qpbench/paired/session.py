@@ -196,6 +196,7 @@ class InterleavedSession:
     _servers: dict[str, Server] = field(default_factory=dict)
     _environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lanes: dict[tuple[str, str], list[Lane]] = field(default_factory=dict)  # (case_id, tolerance) -> lanes
+    _timed: dict[tuple[str, str], int] = field(default_factory=dict)  # pairs timed per case
 
     def __enter__(self) -> InterleavedSession:
         self.start()
@@ -263,15 +264,17 @@ class InterleavedSession:
         started = time.monotonic()
         for r, count in enumerate(per_round):
             for case in cases if r % 2 == 0 else cases[::-1]:
-                for k in range(count):
-                    self._pair(case, forwards=(self.pairs + k) % 2 == 0)
+                for _ in range(count):
+                    self._pair(case)
             self.log(f"interleaved: round {r + 1}/{rounds} done ({time.monotonic() - started:.0f} s)")
         self.pairs += pairs
 
-    def _pair(self, case: tuple[str, str], forwards: bool) -> None:
+    def _pair(self, case: tuple[str, str]) -> None:
         lanes = self._lanes.get(case)
         if not lanes:
             return
+        forwards = self._timed.get(case, 0) % 2 == 0  # ABBA: every lane goes first equally often
+        self._timed[case] = self._timed.get(case, 0) + 1
         failed = []
         for lane in lanes if forwards else lanes[::-1]:
             limit = self.units[lane.index].time_limit * lane.runs + SOLVE_GRACE
