@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def main() -> int:
     if args.trials < 1:
         parser.error("--trials must be >= 1")
     args.out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the competitor
     competitor = None if args.no_competitor else start_competitor()
     try:
         factors = measured_factors(args.out, args.factor_pairs)

@@ -121,6 +121,8 @@ def test_a_session_pairs_every_solve_of_two_builds(head_build: BuildCommand, sui
     assert list(base["solver"]) == ["inhouse", "inhouse"]  # clarabel is not judged, so not timed
     assert [len(t) for t in base["solve_times"]] == [9, 9] == [len(t) for t in cand["solve_times"]]
     assert base["pairing"].nunique() == 1 and base["pairing"].iloc[0] == cand["pairing"].iloc[0]
+    # one solver in two builds: every entry is a single solve, in both builds alike
+    assert list(base["solves_per_time"]) == [1, 1] == list(cand["solves_per_time"])
     for column in ("work_iterations", "work_factorizations", "success_rate", "primal_res_max"):
         assert list(base[column]) == list(cand[column]), column  # the same code gives the same answers
     environment = json.loads((folders["baseline"] / "environment.json").read_text())

@@ -462,6 +462,7 @@ def test_no_common_cases_raises() -> None:
         ({"solvers": ()}, "solvers"),
         ({"residual_growth": 0.5}, "residual_growth"),
         ({"min_pairs": 1}, "min_pairs"),
+        ({"promise_suite": 1.0}, "promise_suite"),
     ],
 )
 def test_bad_options_raise_naming_the_argument(kwargs: dict[str, Any], name: str) -> None:
@@ -525,8 +526,8 @@ def test_cli_json_and_promise_options(tmp_path: Path, capsys: pytest.CaptureFixt
     verdict = json.loads((tmp_path / "v.json").read_text())
     assert verdict["verdict"] == "pass" and verdict["promise"] == {"suite": 1.5, "case": 2.0}
     assert verdict["aggregate"]["change"] == pytest.approx(1.1)
-    assert cli_main(["compare", str(base_dir), str(cur_dir), "--promise", "1.2", "--case-promise", "1.5"]) == 1
-    assert "promise 1.2x suite, 1.5x single case" in capsys.readouterr().out
+    assert cli_main(["compare", str(base_dir), str(cur_dir), "--promise", "1.2"]) == 1
+    assert "promise 1.2x suite, 2x single case" in capsys.readouterr().out  # the case keeps the mode's
 
 
 def test_environment_differences_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,8 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     how.add_argument("--baseline-ref", metavar="REF", help="paired against this git commit (implies --paired)")
     how.add_argument("--suite", help="suite to measure (default: the one BASELINE recorded, else ci)")
-    how.add_argument("--pairs", type=int, default=24, help="paired: solve pairs per case (default: 24)")
-    how.add_argument("--rounds", type=int, default=4, help="paired: rounds the pairs are spread over (default: 4)")
+    how.add_argument("--pairs", type=int, default=24, help="interleaved pairs per case (default: 24)")
+    how.add_argument("--rounds", type=int, default=4, help="rounds through the cases the pairs are spread over (4)")
     how.add_argument(
         "--remeasure",
         type=int,
@@ -97,8 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="unpaired speed reference: 'calibration' (the run's calibration kernel), a solver measured in "
         "the same run, or 'auto' (the kernel and every solver not judged) (repeatable; default auto)",
     )
-    parser.add_argument("--promise", type=float, help="detectable slowdown of the suite (default 1.25 paired, 1.5)")
-    parser.add_argument("--case-promise", type=float, help="detectable slowdown of one case (default 1.5 paired, 2)")
+    parser.add_argument("--promise", type=float, help="detectable slowdown of the suite (default: 1.25 paired, 1.5)")
+    parser.add_argument("--case-promise", type=float, help="detectable slowdown of one case (default: 1.5 paired, 2)")
     parser.add_argument("--work-tolerance", type=float, default=0.0, help="allowed growth of a work count (0)")
     parser.add_argument("--no-speed", action="store_true", help="judge accuracy and work counts only")
     parser.add_argument("--output", type=Path, help="also write the report (Markdown) to this file")
@@ -123,8 +123,7 @@ def main(args: argparse.Namespace) -> int:
     except ServerError as exc:
         print(f"qpbench compare: {exc}", file=sys.stderr)
         if exc.build == "candidate":  # the code under test cannot be measured: that is its failure
-            print("VERDICT: REGRESSION (the candidate build failed to measure the suite)")
-            return EXIT_REGRESSION
+            return report_failure(str(exc), args)
         return EXIT_BAD_INPUT
     except (ValueError, FileNotFoundError, BuildUnavailableError, RuntimeError) as exc:
         print(f"qpbench compare: error: {exc}", file=sys.stderr)
@@ -134,17 +133,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def compare_options(args: argparse.Namespace) -> CompareOptions:
-    from qpbench.regression import CompareOptions, Promise
+    from qpbench.regression import CompareOptions
 
-    promise = None
-    if args.promise is not None or args.case_promise is not None:
-        suite = args.promise if args.promise is not None else 1.25
-        promise = Promise(suite=suite, case=args.case_promise if args.case_promise is not None else max(suite, 1.5))
     return CompareOptions(
         solvers=tuple(args.solver or ["inhouse"]),
         references=tuple(args.reference or ["auto"]),
         speed=not args.no_speed,
-        promise=promise,
+        promise_suite=args.promise,
+        promise_case=args.case_promise,
         work_tolerance=args.work_tolerance,
     )
 
@@ -406,15 +402,28 @@ def _describe_commit(commit: str | None, dirty: bool | None) -> str:
     return f"{commit[:12]}" + (" with uncommitted changes" if dirty else "")
 
 
-def report(comparison: Comparison, args: argparse.Namespace) -> int:
-    from qpbench.regression import Verdict
-
-    text = comparison.render()
+def report_failure(error: str, args: argparse.Namespace) -> int:
+    """The verdict when the candidate build itself could not be measured: a regression."""
+    text = f"VERDICT: REGRESSION (the candidate build failed to measure the suite)\n- {error}\n"
     print(text, end="")
+    _write_outputs(args, text, {"verdict": "regression", "mode": "", "error": error, "regressions": [
+        {"case": "", "metric": "candidate", "message": error}], "notes": []})
+    return EXIT_REGRESSION
+
+
+def _write_outputs(args: argparse.Namespace, text: str, verdict: dict[str, Any]) -> None:
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(comparison.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(verdict, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def report(comparison: Comparison, args: argparse.Namespace) -> int:
+    from qpbench.regression import Verdict
+
+    text = comparison.render()
+    print(text, end="")
+    _write_outputs(args, text, comparison.to_dict())
     return {Verdict.PASS: EXIT_PASS, Verdict.REGRESSION: EXIT_REGRESSION}.get(comparison.verdict, EXIT_INCONCLUSIVE)

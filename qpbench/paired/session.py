@@ -241,17 +241,20 @@ class InterleavedSession:
         self._lanes = self._plan_lanes(offered)
 
     def _plan_lanes(self, offered: dict[str, list[UnitInfo]]) -> dict[tuple[str, str], list[Lane]]:
-        """The lanes of every case whose units are ok in all builds; short solves timed in runs."""
-        lanes: dict[tuple[str, str], list[Lane]] = {}
+        """The lanes of every case whose units are ok in all builds, each solver timed in runs that
+        last about as long as the case's slowest solver: the same runs in every build, so that two
+        builds' timings of a solver are always alike (one build's slow warm-up must not change them)."""
+        cases: dict[tuple[str, str], list[int]] = {}
         for index, unit in enumerate(self.units):
             if all(offered[label][index].outcome == "ok" for label in offered):
-                for label in offered:
-                    lanes.setdefault((unit.case_id, unit.tolerance), []).append(Lane(label, unit.solver, index))
-        for case, case_lanes in lanes.items():
-            longest = max(offered[lane.build][lane.index].warmup_seconds for lane in case_lanes)
-            lanes[case] = [Lane(lane.build, lane.solver, lane.index,
-                                _runs_for(offered[lane.build][lane.index].warmup_seconds, longest))
-                           for lane in case_lanes]
+                cases.setdefault((unit.case_id, unit.tolerance), []).append(index)
+        lanes: dict[tuple[str, str], list[Lane]] = {}
+        for case, indices in cases.items():
+            # a solver's duration: its fastest warm-up over the builds (load only adds time)
+            seconds = {i: min(offered[label][i].warmup_seconds for label in offered) for i in indices}
+            longest = max(seconds.values())
+            lanes[case] = [Lane(label, self.units[i].solver, i, _runs_for(seconds[i], longest))
+                           for i in indices for label in offered]
         return lanes
 
     def measure(self, pairs: int, rounds: int) -> None:

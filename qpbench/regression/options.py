@@ -15,8 +15,9 @@ class CompareOptions:
     solvers: tuple[str, ...] = ("inhouse",)  # whose rows are judged (others may serve as references)
     references: tuple[str, ...] = (AUTO,)  # unpaired speed references: "calibration", solver names, "auto"
     speed: bool = True  # False: judge accuracy and work counts only
-    # The detectable slowdowns promised (None: the mode's own, paired or unpaired).
-    promise: Promise | None = None
+    # The detectable slowdowns promised, of the suite and of a single case (None: the mode's own).
+    promise_suite: float | None = None
+    promise_case: float | None = None
     z: float = 2.0  # paired: interval half-width in standard errors of the median paired ratio
     min_pairs: int = 8  # paired: fewer pairs than this leave a case untimed
     noise_k: float = 1.5  # unpaired: interval half-width in multiples of the summed log-noise
@@ -40,12 +41,15 @@ class CompareOptions:
             raise ValueError(f"min_pairs must be >= 2, got {self.min_pairs!r}")
         if not 0 <= self.success_drop <= 1:
             raise ValueError(f"success_drop must be in [0, 1], got {self.success_drop!r}")
+        for name in ("promise_suite", "promise_case"):
+            value = getattr(self, name)
+            if value is not None and not value > 1:
+                raise ValueError(f"{name} must be a slowdown factor > 1, got {value!r}")
         if not self.residual_growth >= 1:
             raise ValueError(f"residual_growth must be >= 1, got {self.residual_growth!r}")
         if self.speed and not self.references:
             raise ValueError("references must name at least one speed reference when speed is judged")
 
     def promise_for(self, paired: bool) -> Promise:
-        if self.promise is not None:
-            return self.promise
-        return PAIRED_PROMISE if paired else UNPAIRED_PROMISE
+        default = PAIRED_PROMISE if paired else UNPAIRED_PROMISE
+        return Promise(suite=self.promise_suite or default.suite, case=self.promise_case or default.case)
