@@ -25,12 +25,20 @@ COMMIT=$(git rev-parse HEAD)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 # Measured outside the checkout, so that the tree stays clean while the run records its commit.
-"$QPBENCH" compare --record "$WORK/$SUITE" --suite "$SUITE"
+"$QPBENCH" compare --record "$WORK/$SUITE" --suite "$SUITE" --pairs 48
 RECORDED=$(python3 -c 'import json,sys; g=json.load(open(sys.argv[1]))["git"]; print(g["commit"], g["dirty"])' \
     "$WORK/$SUITE/environment.json")
 if [ "$RECORDED" != "$COMMIT False" ]; then
     echo "update_baseline: the run recorded commit/dirty '$RECORDED', expected '$COMMIT False'" >&2
     echo "(is \$QPBENCH this checkout's qpbench? QPBENCH=$QPBENCH)" >&2
+    exit 1
+fi
+# The new table must pass against a fresh measurement of the same code: a baseline session that
+# caught a shift of its own (or a machine too noisy to judge) would bias every later comparison.
+if ! "$QPBENCH" compare "$WORK/$SUITE" --suite "$SUITE" --output "$WORK/check.md" >/dev/null; then
+    echo "update_baseline: the new baseline did not pass against a fresh measurement of the same code:" >&2
+    sed -n '/^VERDICT/,$p' "$WORK/check.md" >&2
+    echo "the machine is too noisy now, or the session was an outlier; nothing was changed, run it again" >&2
     exit 1
 fi
 rm -rf "reports/baseline/$SUITE"

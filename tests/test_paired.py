@@ -189,3 +189,27 @@ def test_compare_falls_back_to_unpaired_when_the_baseline_names_no_commit(suite:
     assert any("no paired build" in note and "modified tree" in note for note in verdict["notes"]), verdict["notes"]
     speeds = [case["speed"] for case in verdict["cases"]]
     assert all(speed is not None for speed in speeds), verdict  # timed against the interleaved reference
+
+
+def test_the_injected_slowdown_changes_only_the_clock() -> None:
+    """The trials' wrapper (scripts/slowdown) returns the real solve's answer and work counts."""
+    sys.path.insert(0, str(SLOWDOWN))
+    try:
+        from slowed_inhouse import Slowdown, SlowedInHouseAdapter
+    finally:
+        sys.path.remove(str(SLOWDOWN))
+    from qpbench.adapters.base import Tolerance
+    from qpbench.adapters.inhouse import InHouseAdapter
+    from qpbench.generators import generate
+
+    batch = generate("optnet_random", 3, 10, 10, 0, seed=2)
+    plain = InHouseAdapter()
+    expected = plain.solve(plain.setup(batch, Tolerance.parse("mid")))
+    for text in ("resolve:1.5", "burn:0.1"):
+        slowed = SlowedInHouseAdapter(Slowdown.parse(text))
+        assert slowed.name == "inhouse"
+        got = slowed.solve(slowed.setup(batch, Tolerance.parse("mid")))
+        assert (got.z == expected.z).all() and got.info["work"] == expected.info["work"]
+    for bad in ("resolve", "burn:-1", "sleep:1"):
+        with pytest.raises(ValueError, match="QPBENCH_TRIAL_SLOWDOWN"):
+            Slowdown.parse(bad)

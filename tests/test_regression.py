@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -409,6 +410,44 @@ def test_paired_noise_beyond_the_promise_is_inconclusive_never_a_pass_of_two_x()
     for seed in range(5):
         slowed = compare_tables(*paired_tables(slowdown=2.0, sigma=1.5, pairs=10, seed=seed))
         assert slowed.verdict is not Verdict.PASS, slowed.render()
+
+
+def interleaved_table(shift: float = 1.0, seed: int = 0, odd_case_shift: float = 1.0) -> pd.DataFrame:
+    """One session of one build: the in-house solver timed in turn with qpth (the reference)."""
+    rng = random.Random(seed)
+    rows = []
+    for case in range(4):
+        inhouse, reference = [], []
+        for _ in range(24):
+            machine = rng.choice((1.0, 2.0))  # load doubles both of a pair alike
+            reference.append(1e-2 * machine * math.exp(rng.gauss(0.0, 0.1)))
+            factor = shift * (odd_case_shift if case == 0 else 1.0)
+            inhouse.append(2e-2 * factor * machine * math.exp(rng.gauss(0.0, 0.1)))
+        for solver, series in (("inhouse", inhouse), ("qpth", reference)):
+            rows.append(make_row(case, solver=solver, pairing=f"session{seed}", solve_times=series,
+                                 solve_time_median=statistics.median(series), solves_per_time=1))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def test_interleaved_tables_compare_in_run_ratios_across_time() -> None:
+    base = interleaved_table(seed=0)
+    runs = [interleaved_table(seed=1), interleaved_table(seed=2)]
+    same = compare_tables(base, runs)
+    assert same.mode == "unpaired" and same.verdict is Verdict.PASS, same.render()
+    assert {c.speed.basis for c in same.cases if c.speed} == {"vs qpth interleaved, 2 sessions"}
+    slowed = compare_tables(base, [interleaved_table(1.6, seed=1), interleaved_table(1.6, seed=2)])
+    assert slowed.verdict is Verdict.REGRESSION and slowed.aggregate is not None
+    assert slowed.aggregate.change == pytest.approx(1.6, rel=0.1)
+
+
+def test_a_session_with_a_shift_of_its_own_is_not_a_regression_but_a_reason_to_measure_again() -> None:
+    base = interleaved_table(seed=0)
+    odd, normal = interleaved_table(seed=1, odd_case_shift=1.6), interleaved_table(seed=2)
+    assert compare_tables(base, [odd]).verdict is Verdict.REGRESSION  # one session alone cannot tell
+    two = compare_tables(base, [odd, normal])  # the spread between the sessions widens the interval
+    assert two.verdict is Verdict.INCONCLUSIVE, two.render()
+    four = compare_tables(base, [odd, normal, interleaved_table(seed=3), interleaved_table(seed=4)])
+    assert four.verdict is Verdict.PASS, four.render()
 
 
 def test_too_few_pairs_leave_cases_untimed() -> None:

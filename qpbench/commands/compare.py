@@ -54,6 +54,9 @@ EXIT_INCONCLUSIVE = 3
 OUT_PLACEHOLDER = "{out}"
 OUT_VARIABLE = "QPBENCH_REMEASURE_OUT"  # the same directory, for callers (tox) where braces are taken
 DEFAULT_SUITE = "ci"
+# An unpaired measurement is this many interleaved sessions (processes): a session can carry a
+# shift of its own, and only the spread between sessions shows it (docs/regression.md).
+SESSIONS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -206,19 +209,21 @@ def judge_fresh_run(
     with output_folder(args.out) as out:
         runs: list[pd.DataFrame] = []
         for attempt in range(args.remeasure + 1):
-            folder = out / f"current-{attempt + 1}"
-            if references:
-                measure_interleaved(suite, [*options.solvers, *references], folder, args.pairs, args.rounds)
-            else:
-                run_suite_command(suite, folder)
-            runs.append(load_table(folder))
+            for _ in range(SESSIONS if references else 1):
+                folder = out / f"current-{len(runs) + 1}"
+                if references:
+                    measure_interleaved(suite, [*options.solvers, *references], folder, args.pairs, args.rounds,
+                                        runs=recorded_runs(baseline))
+                else:
+                    run_suite_command(suite, folder)
+                runs.append(load_table(folder))
             comparison = compare_tables(baseline, runs, options)
             if comparison.verdict is not Verdict.INCONCLUSIVE:
                 break
             if attempt < args.remeasure:
                 print("qpbench compare: inconclusive; measuring once more", file=sys.stderr)
-        if len(runs) > 1:
-            notes.append(f"inconclusive at first: measured {len(runs)} times, judged on all runs together")
+        if attempt > 0:
+            notes.append(f"inconclusive at first: measured {attempt + 1} times ({len(runs)} runs), judged together")
         notes += _environment_notes(args.baseline, out / f"current-{len(runs)}")
     return comparison, notes
 
@@ -237,8 +242,16 @@ def record(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def measure_interleaved(suite: str, solvers: list[str], folder: Path, pairs: int, rounds: int) -> None:
-    """One interleaved session of this environment: ``solvers`` timed in turn, case by case."""
+def measure_interleaved(
+    suite: str,
+    solvers: list[str],
+    folder: Path,
+    pairs: int,
+    rounds: int,
+    runs: dict[tuple[str, str], int] | None = None,
+) -> None:
+    """One interleaved session of this environment: ``solvers`` timed in turn, case by case (with
+    ``runs`` solves per timed entry where given, e.g. a baseline's)."""
     from qpbench.paired.build import BuildUnavailableError, current_build, repository_root
     from qpbench.paired.session import InterleavedSession
     from qpbench.runner.suite import suite_path
@@ -249,9 +262,20 @@ def measure_interleaved(suite: str, solvers: list[str], folder: Path, pairs: int
         repo = None
     build = current_build(repo)
     print(f"qpbench compare: measuring {', '.join(solvers)} interleaved on suite {suite}", file=sys.stderr)
-    with InterleavedSession(suite_path(suite).resolve(), solvers, [build]) as session:
+    with InterleavedSession(suite_path(suite).resolve(), solvers, [build], runs=runs or {}) as session:
         session.measure(pairs, rounds)
         session.write({build.label: folder})
+
+
+def recorded_runs(baseline: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Solves per timed entry the baseline used, by (case_id, solver): consecutive solves of one
+    batch are not equally fast, so a comparison times every solver as the baseline did."""
+    found = {}
+    for row in baseline.to_dict("records"):
+        value = row.get("solves_per_time")
+        if isinstance(value, (int, float)) and value == value and value >= 1:
+            found[(str(row["case_id"]), str(row["solver"]))] = int(value)
+    return found
 
 
 def suite_solvers(suite: str) -> list[str]:

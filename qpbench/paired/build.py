@@ -16,9 +16,9 @@ the caller falls back to the unpaired comparison. See ``docs/regression.md``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import site
 import subprocess
 import sys
 import tarfile
@@ -129,19 +129,29 @@ def export_tree(repo: Path, commit: str, into: Path) -> None:
         raise BuildUnavailableError(f"git archive {commit[:12]} failed: {error.strip()}")
 
 
-def make_environment(venv: Path, source: Path) -> None:
-    """A venv whose first import path is ``source``, then this environment's site-packages.
+def borrowed_paths(own: set[str]) -> list[str]:
+    """The running interpreter's import paths (its site-packages and what their ``.pth`` files
+    added) that a new venv, whose own paths are ``own``, lacks."""
+    paths = []
+    for entry in sys.path:
+        if entry and Path(entry).is_dir() and str(Path(entry).resolve()) not in own:
+            paths.append(str(Path(entry).resolve()))
+    return list(dict.fromkeys(paths))
 
-    The site-packages directories are listed as plain paths, so their own ``.pth`` files (an
-    editable install of the working tree among them) are not processed: only ``source`` provides
-    ``qpbench``, while torch and the solvers come from the environment running the check.
+
+def make_environment(venv: Path, source: Path) -> None:
+    """A venv whose first import path is ``source``, then the running interpreter's package paths.
+
+    They are listed as plain paths, so their ``.pth`` files (an editable install's finder among
+    them) are not processed again; a working tree of qpbench among them comes after ``source``,
+    so only ``source`` provides ``qpbench``, while torch and the solvers are the running ones.
     """
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
-    paths = [str(source), *site.getsitepackages()]
-    purelib = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
+    probe = "import json, sys, sysconfig; print(json.dumps([sysconfig.get_paths()['purelib'], sys.path]))"
+    answer = subprocess.run([str(venv / "bin" / "python"), "-c", probe], check=True, capture_output=True, text=True)
+    purelib, own_paths = json.loads(answer.stdout)
+    own = {str(Path(p).resolve()) for p in own_paths if p}
+    paths = [str(source), *borrowed_paths(own)]
     (Path(purelib) / PTH_NAME).write_text("\n".join(paths) + "\n", encoding="utf-8")
 
 

@@ -189,6 +189,9 @@ class InterleavedSession:
     solvers: list[str]
     builds: list[BuildCommand]
     threads: int | None = None
+    # solves per timed entry by (case_id, solver), e.g. a baseline's, so that a comparison times
+    # every solver exactly as the baseline did; the others are planned from the warm-ups
+    runs: dict[tuple[str, str], int] = field(default_factory=dict)
     log: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr))
     pairing: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     units: list[UnitInfo] = field(default_factory=list)  # of the first build; the others offer the same
@@ -253,8 +256,9 @@ class InterleavedSession:
             # a solver's duration: its fastest warm-up over the builds (load only adds time)
             seconds = {i: min(offered[label][i].warmup_seconds for label in offered) for i in indices}
             longest = max(seconds.values())
-            lanes[case] = [Lane(label, self.units[i].solver, i, _runs_for(seconds[i], longest))
-                           for i in indices for label in offered]
+            runs = {i: self.runs.get((case[0], self.units[i].solver)) or _runs_for(seconds[i], longest)
+                    for i in indices}
+            lanes[case] = [Lane(label, self.units[i].solver, i, runs[i]) for i in indices for label in offered]
         return lanes
 
     def measure(self, pairs: int, rounds: int) -> None:
