@@ -17,6 +17,7 @@ with every verdict (paired 1.25x for the suite, 1.5x for a single case; unpaired
 Unpaired, the judged solver's time is a ratio to reference solvers timed in turn with it (where
 both tables were measured that way, as --record and the unpaired check itself do), else to the
 calibration kernel and the references' medians.
+
 An inconclusive measurement (noise too large for the promise) is measured once more and judged
 on both measurements together (--remeasure). Details: docs/regression.md.
 

@@ -122,8 +122,9 @@ def compare_tables(
     """Compare ``current`` (a results table, or several runs of the same suite) with ``baseline``.
 
     Raises ValueError when a table lacks the key columns or no row of the judged solvers is in
-    both. With several current runs, accuracy and work counts are judged on the last one and
-    unpaired speed on all of them pooled (``qpbench.regression.unpaired``).
+    both. With several current runs (sessions, or a re-measurement), accuracy and work counts are
+    judged on the last one and unpaired speed on all of them together (``interleaved``,
+    ``unpaired``).
     """
     options = options or CompareOptions()
     currents = [current] if isinstance(current, pd.DataFrame) else list(current)
