@@ -1,6 +1,6 @@
 """Speed of the in-house batched QP solver against qpth and looped CPU solvers, in one run.
 
-Everything compared here is measured in the same process on the same problems (DESIGN.md,
+Everything compared here is measured in the same process on the same problems (docs/architecture.md,
 "Measurement rules"): OptNet's random QPs (``optnet_random``) in float64, warm-up first, then
 repeats with median and spread, torch's thread count pinned and recorded. Printed and saved:
 

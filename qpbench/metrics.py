@@ -3,7 +3,7 @@
 Used by ``qpbench run``'s closing summary, the reports and the regression check. The input is the
 table of :func:`qpbench.results.load_table` (or any frame with the same columns).
 
-Definitions (docs/solvers.md and DESIGN's "Measurement rules"):
+Definitions (docs/solvers.md and docs/architecture.md, "Measurement rules"):
 
 * **Same cases for every solver.** The cases of a tolerance level (of one suite) are every
   case_id with a row at that level; every solver in the table is compared on all of them. A case

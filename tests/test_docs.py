@@ -13,16 +13,10 @@ MARKDOWN = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((
             REPO / "benchmarks" / "README.md", *sorted((REPO / "reports").glob("*/README.md"))]  # fmt: skip
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 PATH = re.compile(r"(?<![\w/.])((?:docs|problems|reports|benchmarks)/[\w./-]+\.(?:md|py|toml))")
-# Pages being moved into docs/ on other branches: a link to the new place holds while the page
-# still sits at the old one.
-MOVING = {"docs/solvers.md": "problems/solvers.md", "docs/regression.md": "problems/regression.md"}
 
 
 def exists(target: Path) -> bool:
-    if target.exists():
-        return True
-    relative = target.resolve().relative_to(REPO).as_posix()
-    return relative in MOVING and (REPO / MOVING[relative]).exists()
+    return target.exists()
 
 
 def test_every_markdown_link_resolves() -> None:

@@ -1,4 +1,4 @@
-"""The one interface every solver is reached through (DESIGN.md, "The adapter interface").
+"""The one interface every solver is reached through (docs/adding-a-solver.md, "The interface").
 
 An adapter is used in two timed steps so that setup cost (CVXPY canonicalization, OSQP setup,
 layer construction) is never mixed into solve time:

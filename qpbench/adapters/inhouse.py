@@ -1,18 +1,14 @@
 """The in-house batched PDIPM (``qpbench.solver``): CPU and CUDA, float32 and float64, batched.
 
 Differentiable through ``qpbench.layer.QPFunction`` (gradients of shared tensors are summed over
-the batch).
-
-Test-only knob: the environment variable ``QPBENCH_INHOUSE_EXTRA_FACTORIZATIONS=N`` passes
-``extra_factorizations=N`` to the solver, which then factorizes the KKT system N extra times per
-iteration. Results are unchanged, only slower; it exists so the regression check
-(``qpbench compare``) can be shown to catch a real slowdown. Never set it for benchmarking.
+the batch). A solve reports the solver's load-independent work counts (iterations,
+factorizations, solves, data passes) as ``info["work"]``; the runner records them as the
+``work_*`` columns and the regression gate compares them exactly (``docs/regression.md``).
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -21,22 +17,6 @@ from torch import Tensor
 from qpbench.adapters._common import UNLIMITED, check_supported
 from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
-
-SLOWDOWN_ENV = "QPBENCH_INHOUSE_EXTRA_FACTORIZATIONS"
-
-
-def _extra_factorizations() -> int:
-    """The test-only slowdown knob (see the module docstring); 0 when unset or empty."""
-    text = os.environ.get(SLOWDOWN_ENV, "").strip()
-    if not text:
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{SLOWDOWN_ENV} must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"{SLOWDOWN_ENV} must be a non-negative integer, got {text!r}")
-    return value
 
 
 @dataclass
@@ -63,12 +43,8 @@ class InHouseAdapter(Adapter):
 
     def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
         # Absolute tolerance only, like the suite's success check. The solver has no time limit;
-        # its max_iter (default 100) bounds the work instead.
-        options: dict[str, Any] = {"eps_abs": tolerance.eps, "eps_rel": 0.0}
-        extra = _extra_factorizations()
-        if extra:
-            options["extra_factorizations"] = extra
-        return options
+        # its max_iter (default 200) bounds the work instead.
+        return {"eps_abs": tolerance.eps, "eps_rel": 0.0}
 
     def setup(self, batch: QPBatch, tolerance: Tolerance | str, time_limit: float = UNLIMITED) -> _Prepared:
         from qpbench.solver import SolverSettings
@@ -87,7 +63,7 @@ class InHouseAdapter(Adapter):
             lam=sol.lam.double(),
             nu=sol.nu.double(),
             iterations=sol.iterations.to("cpu", torch.int64).numpy(),
-            info={"kkt_form": sol.info.kkt_form, "work": sol.work},
+            info={"kkt_form": sol.info.kkt_form, "mode": sol.info.mode, "work": asdict(sol.work)},
         )
 
     def differentiable_solve(self, batch: QPBatch, tolerance: Tolerance | str) -> Tensor:

@@ -1,143 +1,454 @@
-"""Compare two results directories and say whether the solver regressed.
+"""Compare the solver with a baseline: pass, regression, or inconclusive.
 
-Accuracy and robustness (success rate, residuals, objective and gradient errors, iterations,
-status counts, outcome) are compared directly. Speed is compared as the ratio of the solver's
-solve time to references measured in the same run (by default the calibration kernel and every
-other solver in the tables), against a margin derived from the spread of the repeats and the
-consistency of the references; a noise-weighted geometric mean over cases catches uniform
-slowdowns. With --confirm-cmd, a speed regression or a new timeout is re-checked on a fresh run
-and fails only if it persists. Details: problems/regression.md.
+    qpbench compare BASELINE CURRENT         two results directories
+    qpbench compare BASELINE                 run the suite now, compare with BASELINE (unpaired)
+    qpbench compare BASELINE --paired        build the commit BASELINE was measured at and time both
+                                             builds interleaved in this job (paired); unpaired when
+                                             that build is impossible (no git, shallow clone, ...)
+    qpbench compare --baseline-ref REF       paired against commit REF (BASELINE, if given, is the
+                                             unpaired fallback)
+    qpbench compare --record DIR             measure the suite into DIR the way a committed baseline
+                                             is made (the judged solver interleaved with its
+                                             reference solvers), and stop
 
-Exit codes: 0 no regression, 1 regression, 2 bad input (missing directory, no common cases).
+Accuracy and robustness are compared directly; work counts (iterations, factorizations, solves,
+data passes) exactly; speed with three verdicts against a promised detectable slowdown, printed
+with every verdict (paired 1.25x for the suite, 1.5x for a single case; unpaired 1.5x and 2x).
+Unpaired, the judged solver's time is a ratio to reference solvers timed in turn with it (where
+both tables were measured that way, as --record and the unpaired check itself do), else to the
+calibration kernel and the references' medians.
+
+An inconclusive measurement (noise too large for the promise) is measured once more and judged
+on both measurements together (--remeasure). Details: docs/regression.md.
+
+Exit codes: 0 pass, 1 regression, 2 bad usage or input, 3 inconclusive.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from qpbench.regression import CompareOptions, Comparison
+
 NAME = "compare"
-HELP = "compare two results directories (CI regression check); exit 1 on a regression"
+HELP = "compare with a baseline (CI regression gate): exit 0 pass, 1 regression, 3 inconclusive"
 ORDER = 50
 
-EXIT_OK = 0
+EXIT_PASS = 0
 EXIT_REGRESSION = 1
 EXIT_BAD_INPUT = 2
+EXIT_INCONCLUSIVE = 3
 OUT_PLACEHOLDER = "{out}"
-OUT_VARIABLE = "QPBENCH_CONFIRM_OUT"  # the same directory, for callers (tox) where braces are taken
+OUT_VARIABLE = "QPBENCH_REMEASURE_OUT"  # the same directory, for callers (tox) where braces are taken
+DEFAULT_SUITE = "ci"
+# An unpaired measurement is this many interleaved sessions (processes): a session can carry a
+# shift of its own, and only the spread between sessions shows it (docs/regression.md).
+SESSIONS = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("baseline", type=Path, help="results directory of the baseline (holds results.jsonl)")
-    parser.add_argument("current", type=Path, help="results directory to judge")
-    parser.add_argument(
-        "--solver",
-        action="append",
-        default=None,
-        help="solver whose rows are judged (repeatable; default: inhouse)",
+    parser.add_argument("baseline", type=Path, nargs="?", help="results directory of the baseline")
+    parser.add_argument("current", type=Path, nargs="?", help="results directory to judge (default: measure now)")
+    how = parser.add_argument_group("measuring now (without CURRENT)")
+    how.add_argument(
+        "--paired",
+        action="store_true",
+        help="build the commit BASELINE's environment.json records and time it interleaved with this "
+        "environment's qpbench; unpaired against BASELINE where that build is impossible",
     )
+    how.add_argument("--baseline-ref", metavar="REF", help="paired against this git commit (implies --paired)")
+    how.add_argument("--suite", help="suite to measure (default: the one BASELINE recorded, else ci)")
+    how.add_argument("--pairs", type=int, default=24, help="interleaved pairs per case (default: 24)")
+    how.add_argument("--rounds", type=int, default=4, help="rounds through the cases the pairs are spread over (4)")
+    how.add_argument(
+        "--remeasure",
+        type=int,
+        default=1,
+        help="measurements added when the verdict is inconclusive, judged together with the first (default: 1)",
+    )
+    how.add_argument("--out", type=Path, help="keep the measured tables here (default: a temporary folder)")
+    how.add_argument("--build-dir", type=Path, help="make and keep the baseline build here (reused per commit)")
+    how.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="measure the suite (--suite, default ci) into DIR, interleaved, and stop: how the committed "
+        "baseline is made (scripts/update_baseline.sh)",
+    )
+    parser.add_argument(
+        "--remeasure-cmd",
+        help="with CURRENT: shell command that writes a fresh run of the suite into {out} (also exported "
+        "as $QPBENCH_REMEASURE_OUT), run when the verdict is inconclusive",
+    )
+    parser.add_argument("--solver", action="append", help="solver whose rows are judged (repeatable; default inhouse)")
     parser.add_argument(
         "--reference",
         action="append",
-        default=None,
-        help="speed reference: 'calibration' (the run's calibration kernel, imitated interior-point "
-        "iterations), a solver name measured in the same run, or 'auto' (the calibration kernel and every "
-        "solver not judged) (repeatable; default: auto)",
+        help="unpaired speed reference: 'calibration' (the run's calibration kernel), a solver measured in "
+        "the same run, or 'auto' (the kernel and every solver not judged) (repeatable; default auto)",
     )
-    parser.add_argument(
-        "--speed-threshold",
-        default="auto",
-        help="per-case slowdown margin: 'auto' (from the repeats' spread, at least 25%%) or a "
-        "fraction such as 0.3 (default: auto)",
-    )
-    parser.add_argument(
-        "--aggregate-threshold",
-        type=float,
-        default=0.15,
-        help="geometric-mean slowdown over all cases that fails (default: 0.15)",
-    )
-    parser.add_argument("--no-speed", action="store_true", help="judge accuracy and robustness only")
-    parser.add_argument(
-        "--confirm-cmd",
-        default=None,
-        help="shell command that re-runs the suite into the directory {out} (substituted; also "
-        "exported as $QPBENCH_CONFIRM_OUT); run only when a speed regression or a new timeout is "
-        "found, which then fails only if the re-run shows it too",
-    )
-    parser.add_argument("--output", type=Path, default=None, help="also write the report to this file")
-
-
-def parse_speed_threshold(text: str) -> float | str:
-    if text == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"--speed-threshold must be 'auto' or a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"--speed-threshold must be 'auto' or a number > 0, got {text!r}")
-    return value
-
-
-def shell_confirmation(command: str) -> Callable[[], pd.DataFrame]:
-    """A confirm hook that runs ``command`` into a fresh directory and loads what it wrote."""
-    if OUT_PLACEHOLDER not in command and OUT_VARIABLE not in command:
-        raise ValueError(
-            f"--confirm-cmd must contain {OUT_PLACEHOLDER} or ${OUT_VARIABLE}, the directory the re-run writes to"
-        )
-
-    def confirm() -> pd.DataFrame:
-        from qpbench.results import load_table
-
-        out = Path(tempfile.mkdtemp(prefix="qpbench-confirm-"))
-        line = command.replace(OUT_PLACEHOLDER, shlex.quote(str(out)))
-        print(f"qpbench compare: speed/timeout finding; confirming with: {line}", file=sys.stderr)
-        env = {**os.environ, OUT_VARIABLE: str(out)}
-        done = subprocess.run(line, shell=True, env=env, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"confirmation command exited with status {done.returncode}")
-        return load_table(out)
-
-    return confirm
+    parser.add_argument("--promise", type=float, help="detectable slowdown of the suite (default: 1.25 paired, 1.5)")
+    parser.add_argument("--case-promise", type=float, help="detectable slowdown of one case (default: 1.5 paired, 2)")
+    parser.add_argument("--work-tolerance", type=float, default=0.0, help="allowed growth of a work count (0)")
+    parser.add_argument("--no-speed", action="store_true", help="judge accuracy and work counts only")
+    parser.add_argument("--output", type=Path, help="also write the report (Markdown) to this file")
+    parser.add_argument("--json", type=Path, help="also write the verdict and its figures as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
-    from qpbench.regression import CompareOptions, compare_tables, environment_notes
-    from qpbench.results import load_environment, load_table
+    from qpbench.paired.build import BuildUnavailableError
+    from qpbench.paired.session import ServerError
 
-    for label, path in (("baseline", args.baseline), ("current", args.current)):
-        if not Path(path).is_dir():
-            print(f"qpbench compare: error: {label} directory {path} does not exist", file=sys.stderr)
-            return EXIT_BAD_INPUT
     try:
-        options = CompareOptions(
-            solvers=tuple(args.solver or ["inhouse"]),
-            references=tuple(args.reference or ["auto"]),
-            speed=not args.no_speed,
-            speed_threshold=parse_speed_threshold(args.speed_threshold),
-            aggregate_threshold=args.aggregate_threshold,
-            confirm=shell_confirmation(args.confirm_cmd) if args.confirm_cmd else None,
-        )
-        baseline = load_table(args.baseline)
-        current = load_table(args.current)
-        comparison = compare_tables(baseline, current, options)
-    except (ValueError, FileNotFoundError) as exc:
+        options = compare_options(args)
+        if args.record is not None:
+            return record(args)
+        _check_usage(args)
+        if args.current is not None:
+            comparison, notes = judge_directories(args, options)
+        elif args.paired or args.baseline_ref:
+            comparison, notes = judge_paired(args, options)
+        else:
+            comparison, notes = judge_fresh_run(args, options)
+    except ServerError as exc:
+        print(f"qpbench compare: {exc}", file=sys.stderr)
+        if exc.build == "candidate":  # the code under test cannot be measured: that is its failure
+            return report_failure(str(exc), args)
+        return EXIT_BAD_INPUT
+    except (ValueError, FileNotFoundError, BuildUnavailableError, RuntimeError) as exc:
         print(f"qpbench compare: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    comparison.notes += environment_notes(load_environment(args.baseline), load_environment(args.current))
-    report = comparison.render()
-    print(report, end="")
+    comparison.notes += notes
+    return report(comparison, args)
+
+
+def compare_options(args: argparse.Namespace) -> CompareOptions:
+    from qpbench.regression import CompareOptions
+
+    return CompareOptions(
+        solvers=tuple(args.solver or ["inhouse"]),
+        references=tuple(args.reference or ["auto"]),
+        speed=not args.no_speed,
+        promise_suite=args.promise,
+        promise_case=args.case_promise,
+        work_tolerance=args.work_tolerance,
+    )
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    if args.baseline is None and not args.baseline_ref:
+        raise ValueError("give a BASELINE results directory, or --baseline-ref REF")
+    if args.baseline is not None and not args.baseline.is_dir():
+        raise ValueError(f"baseline directory {args.baseline} does not exist")
+    if args.current is not None:
+        if not args.current.is_dir():
+            raise ValueError(f"current directory {args.current} does not exist")
+        if args.paired or args.baseline_ref:
+            raise ValueError("--paired / --baseline-ref measure now: give no CURRENT directory")
+    elif args.remeasure_cmd:
+        raise ValueError("--remeasure-cmd re-measures a given CURRENT directory; without CURRENT, use --remeasure")
+    for name in ("pairs", "rounds"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.remeasure < 0:
+        raise ValueError(f"--remeasure must be >= 0, got {args.remeasure}")
+
+
+# ----------------------------------------------------------------------------- the three modes
+
+
+def judge_directories(args: argparse.Namespace, options: CompareOptions) -> tuple[Comparison, list[str]]:
+    """BASELINE against CURRENT; an inconclusive verdict re-measured by --remeasure-cmd."""
+    from qpbench.regression import Verdict, compare_tables
+    from qpbench.results import load_table
+
+    baseline, current = load_table(args.baseline), load_table(args.current)
+    remeasure = remeasure_command(args.remeasure_cmd) if args.remeasure_cmd else None
+    runs = [current]
+    comparison = compare_tables(baseline, runs, options)
+    notes = _environment_notes(args.baseline, args.current)
+    if comparison.verdict is Verdict.INCONCLUSIVE and remeasure is not None:
+        try:
+            runs.append(remeasure())
+        except RuntimeError as exc:
+            notes.append(f"re-measurement failed ({exc}); the verdict stays inconclusive")
+        else:
+            comparison = compare_tables(baseline, runs, options)
+            notes.append("inconclusive at first: re-measured once, judged on both runs")
+    return comparison, notes
+
+
+def judge_fresh_run(
+    args: argparse.Namespace, options: CompareOptions, reason: str = ""
+) -> tuple[Comparison, list[str]]:
+    """Measure the suite now (once more per --remeasure while inconclusive), compare with BASELINE.
+
+    A baseline of an interleaved session is matched by one (its judged solver timed in turn with
+    the same reference solvers); a baseline of ``qpbench run`` by a ``qpbench run``.
+    """
+    from qpbench.regression import Verdict, compare_tables
+    from qpbench.results import load_table
+
+    baseline = load_table(args.baseline)
+    suite = args.suite or recorded_suite(args.baseline)
+    references = interleaved_references(baseline, options)
+    notes = [f"unpaired: {reason}"] if reason else []
+    with output_folder(args.out) as out:
+        runs: list[pd.DataFrame] = []
+        for attempt in range(args.remeasure + 1):
+            for _ in range(SESSIONS if references else 1):
+                folder = out / f"current-{len(runs) + 1}"
+                if references:
+                    measure_interleaved(suite, [*options.solvers, *references], folder, args.pairs, args.rounds,
+                                        runs=recorded_runs(baseline))
+                else:
+                    run_suite_command(suite, folder)
+                runs.append(load_table(folder))
+            comparison = compare_tables(baseline, runs, options)
+            if comparison.verdict is not Verdict.INCONCLUSIVE:
+                break
+            if attempt < args.remeasure:
+                print("qpbench compare: inconclusive; measuring once more", file=sys.stderr)
+        if attempt > 0:
+            notes.append(f"inconclusive at first: measured {attempt + 1} times ({len(runs)} runs), judged together")
+        notes += _environment_notes(args.baseline, out / f"current-{len(runs)}")
+    return comparison, notes
+
+
+def record(args: argparse.Namespace) -> int:
+    """``--record DIR``: the suite's solvers, interleaved, into DIR (a baseline for later checks)."""
+    from qpbench.paired.session import ServerError
+
+    suite = args.suite or DEFAULT_SUITE
+    try:
+        measure_interleaved(suite, suite_solvers(suite), args.record, args.pairs, args.rounds)
+    except (ServerError, ValueError, FileNotFoundError) as exc:
+        print(f"qpbench compare: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"recorded suite {suite} into {args.record}")
+    return EXIT_PASS
+
+
+def measure_interleaved(
+    suite: str,
+    solvers: list[str],
+    folder: Path,
+    pairs: int,
+    rounds: int,
+    runs: dict[tuple[str, str], int] | None = None,
+) -> None:
+    """One interleaved session of this environment: ``solvers`` timed in turn, case by case (with
+    ``runs`` solves per timed entry where given, e.g. a baseline's)."""
+    from qpbench.paired.build import BuildUnavailableError, current_build, repository_root
+    from qpbench.paired.session import InterleavedSession
+    from qpbench.runner.suite import suite_path
+
+    try:
+        repo: Path | None = repository_root(Path.cwd())
+    except BuildUnavailableError:
+        repo = None
+    build = current_build(repo)
+    print(f"qpbench compare: measuring {', '.join(solvers)} interleaved on suite {suite}", file=sys.stderr)
+    with InterleavedSession(suite_path(suite).resolve(), solvers, [build], runs=runs or {}) as session:
+        session.measure(pairs, rounds)
+        session.write({build.label: folder})
+
+
+def recorded_runs(baseline: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Solves per timed entry the baseline used, by (case_id, solver): consecutive solves of one
+    batch are not equally fast, so a comparison times every solver as the baseline did."""
+    found = {}
+    for row in baseline.to_dict("records"):
+        value = row.get("solves_per_time")
+        if isinstance(value, (int, float)) and value == value and value >= 1:
+            found[(str(row["case_id"]), str(row["solver"]))] = int(value)
+    return found
+
+
+def suite_solvers(suite: str) -> list[str]:
+    """Every solver the suite's cases select, in order."""
+    from qpbench.runner import expand, load_suite, select_solvers
+
+    names: list[str] = []
+    for case in expand(load_suite(suite)):
+        names += [s for s in select_solvers(case.solvers, case.exclude_solvers) if s not in names]
+    return names
+
+
+def interleaved_references(baseline: pd.DataFrame, options: CompareOptions) -> list[str]:
+    """The reference solvers the baseline timed in turn with its judged rows (none: not interleaved)."""
+    from qpbench.regression.interleaved import is_interleaved, session_references
+    from qpbench.regression.rows import latest_rows
+
+    rows = latest_rows(baseline, "baseline", [])
+    judged = set(options.solvers)
+    keys = [k for k in rows if k[1] in judged]
+    if not is_interleaved(keys, rows, judged):
+        return []
+    return sorted({name for key in keys for name in session_references(key, rows, judged)})
+
+
+def judge_paired(args: argparse.Namespace, options: CompareOptions) -> tuple[Comparison, list[str]]:
+    """A baseline build of REF and this environment, timed interleaved; unpaired if REF can't be built."""
+    from qpbench.paired.build import (
+        BuildUnavailableError,
+        current_build,
+        prepare_baseline,
+        recorded_commit,
+        repository_root,
+    )
+    from qpbench.paired.session import InterleavedSession, ServerError
+    from qpbench.regression import Verdict, compare_tables
+    from qpbench.results import load_table
+    from qpbench.runner.suite import suite_path
+
+    suite = suite_path(args.suite or (recorded_suite(args.baseline) if args.baseline else DEFAULT_SUITE)).resolve()
+    with output_folder(args.out) as out, output_folder(args.build_dir) as builds:
+        try:
+            repo = repository_root(Path.cwd())
+            ref = args.baseline_ref or recorded_commit(args.baseline)
+            baseline_build = prepare_baseline(repo, ref, builds)
+        except BuildUnavailableError as exc:
+            return _fall_back(args, options, f"no paired build ({exc})")
+        candidate = current_build(repo)
+        notes = [f"paired: baseline build {baseline_build.commit} (REF {ref}) against this environment's qpbench "
+                 f"({_describe_commit(candidate.commit, candidate.dirty)}), interleaved in one job"]
+        try:
+            folders = {"baseline": out / "baseline", "candidate": out / "candidate"}
+            with InterleavedSession(suite, list(options.solvers), [baseline_build, candidate]) as session:
+                for attempt in range(args.remeasure + 1):
+                    session.measure(args.pairs, args.rounds)
+                    session.write(folders)
+                    comparison = compare_tables(load_table(folders["baseline"]), load_table(folders["candidate"]),
+                                                options)
+                    if comparison.verdict is not Verdict.INCONCLUSIVE:
+                        break
+                    if attempt < args.remeasure:
+                        print("qpbench compare: inconclusive; measuring more pairs", file=sys.stderr)
+        except ServerError as exc:
+            if exc.build != "baseline":
+                raise
+            return _fall_back(args, options, f"the baseline build could not be measured ({exc})")
+        if session.pairs > args.pairs:
+            notes.append(f"inconclusive at first: measured {session.pairs} pairs per case in all, judged together")
+        notes += _environment_notes(folders["baseline"], folders["candidate"])
+    return comparison, notes
+
+
+def _fall_back(args: argparse.Namespace, options: CompareOptions, why: str) -> tuple[Comparison, list[str]]:
+    if args.baseline is None:
+        raise ValueError(f"{why}, and no BASELINE directory to compare with instead")
+    print(f"qpbench compare: {why}; comparing unpaired with {args.baseline}", file=sys.stderr)
+    return judge_fresh_run(args, options, reason=f"{why}; compared with the committed table {args.baseline}")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def recorded_suite(baseline: Path) -> str:
+    """The suite name BASELINE's environment.json records (``ci`` when it records none)."""
+    from qpbench.results import load_environment
+
+    suite = load_environment(baseline).get("suite") or {}
+    return str(suite.get("name") or DEFAULT_SUITE) if isinstance(suite, dict) else DEFAULT_SUITE
+
+
+def run_suite_command(suite: str, out: Path) -> None:
+    """``qpbench run SUITE`` of this environment into ``out``, as a separate process."""
+    command = [sys.executable, "-m", "qpbench", "run", suite, "--out", str(out), "--fresh", "--no-report", "--quiet"]
+    print(f"qpbench compare: measuring: {shlex.join(command)}", file=sys.stderr)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the suite run exited with status {done.returncode}: {shlex.join(command)}")
+
+
+def remeasure_command(command: str) -> Any:
+    """A re-measurement that runs ``command`` into a fresh directory and loads what it wrote."""
+    if OUT_PLACEHOLDER not in command and OUT_VARIABLE not in command:
+        raise ValueError(
+            f"--remeasure-cmd must contain {OUT_PLACEHOLDER} or ${OUT_VARIABLE}, the directory the run writes to"
+        )
+
+    def remeasure() -> pd.DataFrame:
+        from qpbench.results import load_table
+
+        out = Path(tempfile.mkdtemp(prefix="qpbench-remeasure-"))
+        line = command.replace(OUT_PLACEHOLDER, shlex.quote(str(out)))
+        print(f"qpbench compare: inconclusive; re-measuring with: {line}", file=sys.stderr)
+        done = subprocess.run(line, shell=True, env={**os.environ, OUT_VARIABLE: str(out)}, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"re-measurement command exited with status {done.returncode}")
+        try:
+            return load_table(out)
+        except FileNotFoundError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    return remeasure
+
+
+@contextmanager
+def output_folder(path: Path | None) -> Iterator[Path]:
+    """``path`` (created, kept), or a temporary folder removed afterwards."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="qpbench-compare-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _environment_notes(baseline: Path, current: Path) -> list[str]:
+    from qpbench.regression import environment_notes
+    from qpbench.results import load_environment
+
+    return environment_notes(load_environment(baseline), load_environment(current))
+
+
+def _describe_commit(commit: str | None, dirty: bool | None) -> str:
+    if not commit:
+        return "not a git checkout"
+    return f"{commit[:12]}" + (" with uncommitted changes" if dirty else "")
+
+
+def report_failure(error: str, args: argparse.Namespace) -> int:
+    """The verdict when the candidate build itself could not be measured: a regression."""
+    text = f"VERDICT: REGRESSION (the candidate build failed to measure the suite)\n- {error}\n"
+    print(text, end="")
+    _write_outputs(args, text, {"verdict": "regression", "mode": "", "error": error, "regressions": [
+        {"case": "", "metric": "candidate", "message": error}], "notes": []})
+    return EXIT_REGRESSION
+
+
+def _write_outputs(args: argparse.Namespace, text: str, verdict: dict[str, Any]) -> None:
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report, encoding="utf-8")
-    return EXIT_OK if comparison.ok else EXIT_REGRESSION
+        args.output.write_text(text, encoding="utf-8")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(verdict, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def report(comparison: Comparison, args: argparse.Namespace) -> int:
+    from qpbench.regression import Verdict
+
+    text = comparison.render()
+    print(text, end="")
+    _write_outputs(args, text, comparison.to_dict())
+    return {Verdict.PASS: EXIT_PASS, Verdict.REGRESSION: EXIT_REGRESSION}.get(comparison.verdict, EXIT_INCONCLUSIVE)

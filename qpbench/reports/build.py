@@ -1,7 +1,7 @@
 """Assemble the report: results table + environment record -> report.md, report.html, plots/*.png.
 
 Reads only :func:`qpbench.results.load_table` and :func:`qpbench.results.load_environment`; never
-imports a solver (DESIGN.md, "Architecture").
+imports a solver (docs/architecture.md, "One way through").
 """
 
 from __future__ import annotations

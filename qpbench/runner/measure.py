@@ -87,7 +87,14 @@ def run_measurement(
     phase("evaluate")
     raw.update(evaluate(batch, output.z, output.lam, output.nu, output.status, output.iterations))
     raw["problem_errors"] = problem_errors(output.info)
+    raw["work"] = work_counts(output.info)
     return raw
+
+
+def work_counts(info: dict[str, Any]) -> dict[str, int]:
+    """The load-independent work counts an adapter reports as ``info["work"]`` (name -> count,
+    e.g. iterations, factorizations), as plain ints so that they cross processes."""
+    return {str(name): int(count) for name, count in dict(info.get("work") or {}).items()}
 
 
 def evaluate(
@@ -329,6 +336,10 @@ def summarize(
         it = np.asarray(iters, dtype=float)
         fields["iterations_mean"] = _nan_skipping(np.mean, it)
         fields["iterations_max"] = _nan_skipping(np.max, it)
+    from qpbench.results import COLUMNS  # here, not at the top: workers import this module without pandas
+
+    # counts without a results column are not recorded (the table's columns are fixed)
+    fields.update({f"work_{k}": v for k, v in (raw.get("work") or {}).items() if f"work_{k}" in COLUMNS})
     fields["obj_rel_err_max"] = None
     if reference_objective is not None:
         ref = np.asarray(reference_objective, dtype=float).reshape(-1)

@@ -6,7 +6,7 @@ Deselected by default (the ``benchmark`` marker); run them with ``tox -e benchma
 
 which saves JSON under ``.benchmarks/``. ``--benchmark-compare --benchmark-compare-fail=median:20%``
 then compares absolute times against the last saved run: useful on one quiet machine, noisy on
-shared ones. The CI gate is ``qpbench compare`` (in-run time ratios); see problems/regression.md.
+shared ones. The CI gate is ``qpbench compare`` (builds timed interleaved); see docs/regression.md.
 
 Every benchmark checks what it computed, so a kernel that got fast by getting wrong cannot pass.
 Times on CUDA include a device synchronize, so queued work is not mistaken for finished work.
