@@ -26,8 +26,8 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 # Measured outside the checkout, so that the tree stays clean while the run records its commit.
 "$QPBENCH" compare --record "$WORK/$SUITE" --suite "$SUITE" --pairs 48
-RECORDED=$(python3 -c 'import json,sys; g=json.load(open(sys.argv[1]))["git"]; print(g["commit"], g["dirty"])' \
-    "$WORK/$SUITE/environment.json")
+RECORDED=$(python -c 'import sys; from qpbench.results import load_environment; g = load_environment(sys.argv[1])["git"]; print(g["commit"], g["dirty"])' \
+    "$WORK/$SUITE")
 if [ "$RECORDED" != "$COMMIT False" ]; then
     echo "update_baseline: the run recorded commit/dirty '$RECORDED', expected '$COMMIT False'" >&2
     echo "(is \$QPBENCH this checkout's qpbench? QPBENCH=$QPBENCH)" >&2

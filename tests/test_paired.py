@@ -20,7 +20,7 @@ from qpbench.paired.build import (
 )
 from qpbench.paired.session import BuildCommand, InterleavedSession, ServerError
 from qpbench.regression import compare_tables
-from qpbench.results import load_table, write_environment
+from qpbench.results import load_environment, load_table, write_environment
 
 REPO = Path(__file__).resolve().parents[1]
 SLOWDOWN = REPO / "scripts" / "slowdown"
@@ -125,7 +125,7 @@ def test_a_session_pairs_every_solve_of_two_builds(head_build: BuildCommand, sui
     assert list(base["solves_per_time"]) == [1, 1] == list(cand["solves_per_time"])
     for column in ("work_iterations", "work_factorizations", "success_rate", "primal_res_max"):
         assert list(base[column]) == list(cand[column]), column  # the same code gives the same answers
-    environment = json.loads((folders["baseline"] / "environment.json").read_text())
+    environment = load_environment(folders["baseline"])
     assert environment["git"]["commit"] == head_build.commit and environment["pairing"]["pairs"] == 9
     result = compare_tables(base, cand)
     assert result.mode == "paired"
@@ -182,7 +182,7 @@ def test_compare_falls_back_to_unpaired_when_the_baseline_names_no_commit(suite:
     table = load_table(baseline)
     assert sorted(table["solver"]) == ["clarabel", "clarabel", "inhouse", "inhouse"]
     assert table["pairing"].nunique() == 1 and (table["calibration_time"] > 0).all()
-    record = json.loads((baseline / "environment.json").read_text())
+    record = load_environment(baseline)
     write_environment(baseline, {**record, "git": {"commit": record["git"]["commit"], "dirty": True}})
     code, verdict = compare_command([str(baseline), "--paired", "--suite", str(suite), "--pairs", "10"], tmp_path)
     assert verdict["mode"] == "unpaired" and code == {"pass": 0, "regression": 1, "inconclusive": 3}[verdict["verdict"]]

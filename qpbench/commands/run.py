@@ -181,11 +181,13 @@ def _print_solver_summary(table: Any, heading: str) -> None:
     print()
     print("Summary per solver and tolerance (time: failure-penalized shifted geometric mean of solve times")
     if not shift.empty:
-        print(f"over the cases each solver ran, shift {shift.iloc[0]:.3g} s; relative: 1.0 = fastest)")
+        print(f"over every case some solver ran, shift {shift.iloc[0]:.3g} s; a case a solver did not run counts")
+        print("as a failure; relative: 1.0 = fastest; *_run: over the cases that solver ran)")
     shown = summary.rename(columns={"geomean": "time_s", "relative": "relative_time"})
     print(
         shown[
-            ["solver", "tolerance", "cases", "success_rate", "correct_rate", "time_s", "relative_time"]
+            ["solver", "tolerance", "cases", "cases_run", "success_rate", "success_rate_run", "correct_rate", "time_s",
+             "relative_time"]
         ].to_string(index=False, float_format=lambda v: f"{v:.4g}")
     )
 
