@@ -254,6 +254,17 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+NOT_RECORDED = "(machine not recorded)"
+
+
+def machine_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's machine fingerprint (``machine``), with rows that recorded none (an older qpbench)
+    as :data:`NOT_RECORDED`."""
+    if "machine" not in frame.columns:
+        return pd.Series(NOT_RECORDED, index=frame.index, dtype=object)
+    return frame["machine"].map(lambda v: v if isinstance(v, str) and v else NOT_RECORDED)
+
+
 def load_table(results_dir: Path | str) -> pd.DataFrame:
     """The results table as a DataFrame with every column of :data:`COLUMNS` present."""
     results_dir = Path(results_dir)

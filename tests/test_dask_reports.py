@@ -13,8 +13,8 @@ import pytest
 
 from qpbench.commands.run import print_summary
 from qpbench.reports import build_report
-from qpbench.reports.machines import NOT_RECORDED, machine_groups
-from qpbench.results import ENVIRONMENT_FILE, RESULTS_FILE, load_table
+from qpbench.reports.machines import machine_groups
+from qpbench.results import ENVIRONMENT_FILE, NOT_RECORDED, RESULTS_FILE, load_table
 
 FIXTURE = Path(__file__).parent / "data" / "report_mixed"  # 3 cases, one machine not recorded
 XEON = "Intel(R) Xeon(R) Gold 6230 | 40 cores, 40 usable | no GPU"

@@ -190,6 +190,23 @@ def test_machine_twice_as_slow_overall_is_not_a_regression() -> None:
     assert all(c.speed is not None for c in result.cases)  # judged on speed, not passed for want of a reference
 
 
+def test_timings_of_several_machines_are_never_pooled() -> None:
+    """A table of a run on two machines is compared one machine at a time: without --machine the
+    comparison is refused naming both, with it only that machine's rows count (here the other
+    machine is twice as slow, which pooled would read as a regression)."""
+    base = make_table()
+    fast, slow = base.assign(machine="cpu A (2 cores)"), doubled(base, 3).assign(machine="cpu B (8 cores)")
+    both = pd.concat([slow, fast], ignore_index=True)
+    with pytest.raises(ValueError, match=r"2 machines .*cpu A \(2 cores\); cpu B \(8 cores\).*--machine"):
+        compare_tables(base, both)
+    result = compare_tables(base, both, CompareOptions(machine="cpu A"))
+    assert result.verdict is Verdict.PASS, result.render()
+    assert any("cpu A (2 cores) only" in note for note in result.notes)
+    assert compare_tables(base, both, CompareOptions(machine="cpu B")).verdict is Verdict.REGRESSION
+    with pytest.raises(ValueError, match="--machine 'cpu' must name exactly one machine"):
+        compare_tables(base, both, CompareOptions(machine="cpu"))
+
+
 def test_success_rate_drop_fails() -> None:
     base = make_table()
     worse = set_value(base, 7, "success_rate", 0.9)

@@ -105,6 +105,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case-promise", type=float, help="detectable slowdown of one case (default: 1.5 paired, 2)")
     parser.add_argument("--work-tolerance", type=float, default=0.0, help="allowed growth of a work count (0)")
     parser.add_argument("--no-speed", action="store_true", help="judge accuracy and work counts only")
+    parser.add_argument(
+        "--machine", metavar="FINGERPRINT",
+        help="of a table with rows of several machines (a Dask run), compare this machine's rows only "
+        "(a fingerprint or a part naming one; timings are never pooled across machines)",
+    )
     parser.add_argument("--output", type=Path, help="also write the report (Markdown) to this file")
     parser.add_argument("--json", type=Path, help="also write the verdict and its figures as JSON")
 
@@ -146,6 +151,7 @@ def compare_options(args: argparse.Namespace) -> CompareOptions:
         promise_suite=args.promise,
         promise_case=args.case_promise,
         work_tolerance=args.work_tolerance,
+        machine=args.machine,
     )
 
 

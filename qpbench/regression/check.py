@@ -22,6 +22,7 @@ import pandas as pd
 from qpbench.regression.accuracy import accuracy_findings
 from qpbench.regression.decision import Estimate, Promise, Verdict, combined, worst
 from qpbench.regression.interleaved import interleaved_estimate, is_interleaved
+from qpbench.regression.machines import one_machine
 from qpbench.regression.options import AUTO, CALIBRATION, CompareOptions
 from qpbench.regression.paired import are_paired, paired_estimate
 from qpbench.regression.rows import Finding, Row, Rows, label, latest_rows, sort_key
@@ -121,8 +122,9 @@ def compare_tables(
 ) -> Comparison:
     """Compare ``current`` (a results table, or several runs of the same suite) with ``baseline``.
 
-    Raises ValueError when a table lacks the key columns or no row of the judged solvers is in
-    both. With several current runs (sessions, or a re-measurement), accuracy and work counts are
+    Raises ValueError when a table lacks the key columns, holds rows of several machines and
+    ``options.machine`` does not pick one of them (``machines.one_machine``), or no row of the
+    judged solvers is in both. With several current runs (sessions, or a re-measurement), accuracy and work counts are
     judged on the last one and unpaired speed on all of them together (``interleaved``,
     ``unpaired``).
     """
@@ -131,6 +133,8 @@ def compare_tables(
     if not currents:
         raise ValueError("current must hold at least one results table")
     notes: list[str] = []
+    baseline = one_machine(baseline, options.machine, "baseline", notes)
+    currents = [one_machine(t, options.machine, "current", notes) for t in currents]
     base_rows = latest_rows(baseline, "baseline", notes)
     runs = [latest_rows(t, "current" if len(currents) == 1 else f"current run {i + 1}", notes)
             for i, t in enumerate(currents)]

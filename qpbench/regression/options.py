@@ -27,6 +27,7 @@ class CompareOptions:
     iteration_margin: float = 0.25  # relative growth of mean/max iterations allowed ...
     iteration_slack: float = 2.0  # ... plus this many iterations (small counts are jumpy)
     work_tolerance: float = 0.0  # relative growth of a work count allowed (deterministic: none)
+    machine: str | None = None  # of a table with rows of several machines, compare this one's only
 
     def __post_init__(self) -> None:
         if not self.solvers:

@@ -16,8 +16,7 @@ import pandas as pd
 
 from qpbench.reports import formatting as fmt
 from qpbench.reports.document import Block, Heading, Image, Paragraph, Table, table
-
-NOT_RECORDED = "(machine not recorded)"
+from qpbench.results import machine_of
 
 
 @dataclass(frozen=True)
@@ -31,13 +30,6 @@ class MachineGroup:
     @property
     def label(self) -> str:
         return f"machine {self.number}"
-
-
-def machine_of(frame: pd.DataFrame) -> pd.Series:
-    """Each row's machine, with rows that recorded none as :data:`NOT_RECORDED`."""
-    if "machine" not in frame.columns:
-        return pd.Series(NOT_RECORDED, index=frame.index, dtype=object)
-    return frame["machine"].map(lambda v: v if isinstance(v, str) and v else NOT_RECORDED)
 
 
 def machine_groups(frame: pd.DataFrame) -> list[MachineGroup]:
