@@ -2,8 +2,8 @@
 the workers (a crashing measurement, a lost worker), and resuming across executors.
 
 One cluster serves the module (``--executor dask=ADDRESS``, an existing scheduler); one test
-lets qpbench start its own (``--executor dask``). Test adapters live here and are reached by
-``module:Class`` specs, which the workers import by name.
+lets qpbench start its own (``--executor dask``). Test adapters (the runner tests' and a few of
+their own) are reached by ``module:Class`` specs naming this module, which the workers import.
 """
 
 from __future__ import annotations
@@ -18,16 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
 
-from qpbench.adapters.base import Adapter, Capabilities, SolveOutput, Tolerance
+from qpbench.adapters.base import SolveOutput, Tolerance
 from qpbench.problem import QPBatch
 from qpbench.results import RESULTS_FILE, load_run_records, read_rows
 from qpbench.runner import RunOptions, load_suite, run_suite
 from qpbench.runner.environment import machine_fingerprint
-from qpbench.status import Status
 
 if os.environ.get("CI"):  # in CI the Dask tests must run, not skip
     import distributed
@@ -39,70 +36,16 @@ SOLVE_LOG = "QPBENCH_TEST_SOLVE_LOG"  # a file each solve of LoggingAdapter appe
 
 
 # ----------------------------------------------------------------------------- test problems and adapters
-def unconstrained(batch_size: int, n: int, m: Any, k: Any, seed: int, dtype: torch.dtype, device: str) -> QPBatch:
-    """Strongly convex QPs without constraints: the exact answer is z = -Q^-1 p."""
-    gen = torch.Generator().manual_seed(seed)
-    U = torch.randn(batch_size, n, n, generator=gen, dtype=torch.float64)
-    Q = U @ U.transpose(1, 2) + n * torch.eye(n, dtype=torch.float64)
-    p = torch.randn(batch_size, n, generator=gen, dtype=torch.float64)
-    return QPBatch(Q=Q, p=p, name="unconstrained", meta={"seed": seed}).to(device=device, dtype=dtype)
-
-
-class _TestAdapter(Adapter):
-    package = ""
-    capabilities = Capabilities(batched=True, differentiable=False, dtypes=(torch.float32, torch.float64))
-
-    def options(self, tolerance: Tolerance, time_limit: float) -> dict[str, Any]:
-        return {}
-
-    def setup(self, batch: QPBatch, tolerance: Tolerance, time_limit: float) -> Any:
-        return batch
-
-    def _import(self) -> Any:
-        return None
-
-
-class ExactAdapter(_TestAdapter):
-    name = "exact"
-
-    def solve(self, prepared: QPBatch) -> SolveOutput:
-        z = torch.linalg.solve(prepared.expanded("Q"), -prepared.expanded("p"))
-        B = prepared.batch_size
-        return SolveOutput(z=z, status=np.full(B, int(Status.SOLVED)), iterations=np.ones(B))
-
-
-class RaisingAdapter(_TestAdapter):
-    name = "raising"
-
-    def solve(self, prepared: QPBatch) -> SolveOutput:
-        raise RuntimeError("solver blew up on purpose")
-
-
-class HangingAdapter(_TestAdapter):
-    name = "hanging"
-
-    def solve(self, prepared: QPBatch) -> SolveOutput:
-        time.sleep(3600)
-        raise AssertionError("unreachable")
-
-
-class ExitingAdapter(_TestAdapter):
-    """Ends its interpreter without a word, like a C library calling exit()."""
-
-    name = "exiting"
-
-    def solve(self, prepared: QPBatch) -> SolveOutput:
-        os._exit(3)
-
-
-class KilledAdapter(_TestAdapter):
-    """Dies from SIGKILL, like a segfault or the out-of-memory killer."""
-
-    name = "killed"
-
-    def solve(self, prepared: QPBatch) -> SolveOutput:
-        os.kill(os.getpid(), signal.SIGKILL)
-        raise AssertionError("unreachable")
+# The runner tests' problem and adapters, reached here through this module's names (HERE).
+from test_runner import (  # noqa: E402
+    ExactAdapter,
+    ExitingAdapter,
+    HangingAdapter,
+    KilledAdapter,
+    RaisingAdapter,
+    _TestAdapter,
+    unconstrained,  # noqa: F401 (the suites' family is HERE:unconstrained)
+)
 
 
 class WorkerKillingAdapter(_TestAdapter):
