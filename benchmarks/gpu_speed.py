@@ -29,7 +29,7 @@ import torch
 from qpbench.generators import generate
 from qpbench.problem import QPBatch
 from qpbench.solver import solve
-from qpbench.timing import synchronize
+from qpbench.timing import measure
 
 EPS = {torch.float32: 1e-5, torch.float64: 1e-8}
 
@@ -52,16 +52,9 @@ class Case:
 
 
 def timed(fn: Any, device: torch.device, repeats: int, budget: float) -> tuple[Any, list[float]]:
-    fn()  # warm-up: kernels, allocator pools, cuBLAS/cuSOLVER handles
-    times: list[float] = []
-    result = None
-    while len(times) < repeats and (not times or sum(times) < budget):
-        synchronize(device)
-        start = time.perf_counter()
-        result = fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return result, times
+    """One warm-up (kernels, allocator pools, cuBLAS/cuSOLVER handles), then the budgeted repeats."""
+    result, stats = measure(fn, repeats=repeats, warmups=1, device=device, budget=budget)
+    return result, list(stats.times)
 
 
 def worst_residual(batch: QPBatch, z: torch.Tensor, lam: torch.Tensor | None) -> float:

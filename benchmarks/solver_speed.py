@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(REPO_ROOT))
 
+from qpbench import timing  # noqa: E402
 from qpbench.generators import generate  # noqa: E402
 from qpbench.problem import QPBatch  # noqa: E402
 from qpbench.timing import synchronize  # noqa: E402
@@ -137,18 +138,8 @@ def measure(
     """
     if warmup is not None:
         warmup()
-    times: list[float] = []
-    result: Any = None
-    while len(times) < repeats and (not times or sum(times) < budget):
-        synchronize(device)
-        start = time.perf_counter()
-        result = fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    ordered = sorted(times)
-    mid = len(ordered) // 2
-    median = ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
-    return result, {"median": median, "min": ordered[0], "max": ordered[-1], "repeats": len(times)}
+    result, stats = timing.measure(fn, repeats=repeats, warmups=0, device=device, budget=budget)
+    return result, {"median": stats.median, "min": stats.min, "max": stats.max, "repeats": stats.repeats}
 
 
 # ---------------------------------------------------------------- accuracy

@@ -123,7 +123,7 @@ def write_row(results_dir: Path, row: Mapping[str, Any]) -> None:
     if unknown:
         raise ValueError(f"row has unknown columns: {sorted(unknown)}")
     results_dir.mkdir(parents=True, exist_ok=True)
-    _append_line(results_dir / RESULTS_FILE, json.dumps(dict(row), default=_json_default) + "\n")
+    _append_line(results_dir / RESULTS_FILE, json.dumps(dict(row), default=json_default) + "\n")
 
 
 def _append_line(path: Path, line: str) -> None:
@@ -133,7 +133,9 @@ def _append_line(path: Path, line: str) -> None:
         os.fsync(fh.fileno())
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps``'s ``default`` for results rows: numpy scalars and arrays as Python numbers and
+    lists, anything else as its string (rows and messages that carry them cross processes as JSON)."""
     if hasattr(obj, "item"):
         return obj.item()
     if hasattr(obj, "tolist"):

@@ -90,8 +90,11 @@ def measure(
     repeats: int,
     warmups: int = 1,
     device: torch.device | str | None = None,
+    budget: float | None = None,
 ) -> tuple[T, TimingStats]:
-    """Run ``fn`` ``warmups`` times untimed, then ``repeats`` timed; return the last result."""
+    """Run ``fn`` ``warmups`` times untimed, then ``repeats`` timed; return the last result.
+    With ``budget`` (seconds), the timed calls stop early once they have spent it (at least one
+    always runs), so that a slow solver's case stays bounded."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if warmups < 0:
@@ -100,7 +103,7 @@ def measure(
         fn()
     times = []
     result: Any = None
-    for _ in range(repeats):
+    while len(times) < repeats and (budget is None or not times or sum(times) < budget):
         result, seconds = timed_call(fn, device)
         times.append(seconds)
     return result, TimingStats(tuple(times))

@@ -15,17 +15,13 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 PATH = re.compile(r"(?<![\w/.])((?:docs|problems|reports|benchmarks)/[\w./-]+\.(?:md|py|toml))")
 
 
-def exists(target: Path) -> bool:
-    return target.exists()
-
-
 def test_every_markdown_link_resolves() -> None:
     broken = []
     for page in MARKDOWN:
         for target in LINK.findall(page.read_text(encoding="utf-8")):
             if target.startswith(("http://", "https://", "mailto:")):
                 continue
-            if not exists(page.parent / target):
+            if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
     assert not broken, broken
 
@@ -35,7 +31,7 @@ def test_every_path_named_in_docs_and_docstrings_exists() -> None:
     missing = []
     for source in sources:
         for path in PATH.findall(source.read_text(encoding="utf-8")):
-            if not exists(REPO / path):
+            if not (REPO / path).exists():
                 missing.append(f"{source.relative_to(REPO)}: {path}")
     assert not missing, missing
 

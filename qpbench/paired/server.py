@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 from qpbench.adapters.base import Adapter, SolveOutput, Tolerance
 from qpbench.problem import QPBatch
+from qpbench.results import json_default
 from qpbench.runner.cases import Case, build_batch, expand
 from qpbench.runner.environment import environment_record, new_run_id
 from qpbench.runner.measure import evaluate, summarize, work_counts
@@ -212,7 +213,7 @@ def protocol_stream() -> TextIO:
 
 def serve(units: list[Unit], run_id: str, threads: int, requests: TextIO, replies: TextIO) -> None:
     def reply(message: dict[str, Any]) -> None:
-        replies.write(json.dumps(message, default=_plain) + "\n")
+        replies.write(json.dumps(message, default=json_default) + "\n")
         replies.flush()
 
     for line in requests:
@@ -231,13 +232,6 @@ def serve(units: list[Unit], run_id: str, threads: int, requests: TextIO, replie
             reply({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qpbench.paired.server", description=__doc__)
@@ -254,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             units = prepare_units(expand(suite), args.solver)
             record = environment_record(run_id, suite.to_record(), used, ISOLATION)
             replies.write(json.dumps({"ready": True, "units": [u.describe() for u in units], "environment": record},
-                                     default=_plain) + "\n")
+                                     default=json_default) + "\n")
             replies.flush()
             serve(units, run_id, used, sys.stdin, replies)
     except Exception as exc:

@@ -28,6 +28,7 @@ from typing import Any
 
 from distributed import WorkerPlugin, get_client, get_worker
 
+from qpbench.results import json_default
 from qpbench.runner.jobs import CaseJob, run_case
 from qpbench.runner.worker import SubprocessWorker
 from qpbench.timing import pinned_threads
@@ -215,14 +216,14 @@ class _EventSink:
         self.result = result
 
     def row(self, row: dict[str, Any]) -> None:
-        text = json.dumps(row, default=_plain)
+        text = json.dumps(row, default=json_default)
         self.result.rows.append(text)
         self.worker.log_event(self.topic, self._message("row", row, text))
 
     def started(self, row: dict[str, Any]) -> None:
         if _cancelled(self.worker):
             raise CaseCancelledError(self.job.case.case_id)
-        get_client().log_event(self.topic, self._message("started", row, json.dumps(row, default=_plain)))
+        get_client().log_event(self.topic, self._message("started", row, json.dumps(row, default=json_default)))
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)
@@ -234,14 +235,6 @@ class _EventSink:
         key = [row["case_id"], row["solver"], row["tolerance"]]
         return {"job": self.job.index, "kind": kind, "key": key, "row": text, "worker": self.worker.address}
 
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays as Python numbers and lists (rows cross as JSON)."""
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
 
 
 def _cancelled(worker: Any) -> bool:

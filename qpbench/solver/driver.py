@@ -248,8 +248,9 @@ def settle(ws: Working, meas: Measures, status: Tensor, last: bool) -> None:
     nearly = (stalled | out_of_time) & (track.best_merit <= _INACCURATE_MERIT)
     status = status.masked_fill(nearly, int(Status.SOLVED_INACCURATE))
     finishing = running & (status != RUNNING)
-    # A converged or certified problem returns this iterate; one that stops short, its best.
-    gives_up = stalled | out_of_time
+    # A converged or certified problem returns this iterate; one that stops short (stalled, out of
+    # iterations, or failing its factorizations), its best.
+    gives_up = stalled | out_of_time | (status == int(Status.NUMERICAL_ERROR))
     track.best = torch.where((improved | (finishing & ~gives_up)).unsqueeze(-1), x, track.best)
     track.status = torch.where(finishing, status, track.status)
 
