@@ -217,6 +217,7 @@ def factorization_limit(sol: Any, args: argparse.Namespace) -> dict[str, Any]:
     ``total(iterations) = once + iterations * per_iteration``.
     """
     from qpbench.solver.kkt import DualKKT, dual_form_suitable
+    from qpbench.solver.kkt.dual import power_start
     from qpbench.solver.result import WorkCounts
     from qpbench.solver.state import Iterate
 
@@ -242,7 +243,7 @@ def factorization_limit(sol: Any, args: argparse.Namespace) -> dict[str, Any]:
         if isinstance(kkt, DualKKT):
 
             def form_k(kkt: Any = kkt) -> Any:
-                return DualKKT(kkt.prob, WorkCounts(), dual_form_suitable(kkt.prob.Q)[1])
+                return DualKKT(kkt.prob, WorkCounts(), dual_form_suitable(kkt.prob.Q, power_start(kkt.prob.Q))[1])
 
             _, once = measure(form_k, repeats=max(args.repeats, 3), budget=args.case_budget, device=args.device,
                               warmup=form_k)

@@ -47,7 +47,7 @@ def test_replaying_on_static_buffers_matches_the_plain_fixed_mode(monkeypatch) -
     batch = generate("random_eq", 8, 10, seed=3)
     plain = solve(batch, mode="fixed")
     monkeypatch.setattr(driver, "GraphIteration", _EmulatedGraph)
-    monkeypatch.setattr(driver, "choose_mode", lambda settings, device: driver.FixedShape(graphs=True))
+    monkeypatch.setattr(driver, "choose_mode", lambda settings, device: driver.FixedShape(driver.GraphSteps))
     replayed = solve(batch, mode="fixed")
     assert replayed.statuses() == plain.statuses()
     assert torch.equal(replayed.z, plain.z) and torch.equal(replayed.iterations, plain.iterations)

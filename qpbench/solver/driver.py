@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
 from qpbench.solver.certificates import DataNorms, primal_infeasible, unbounded
+from qpbench.solver.compiled import run_compiled
 from qpbench.solver.graphs import GraphIteration
 from qpbench.solver.kkt import DualKKT, KKTSystem, ReducedKKT, dual_form_suitable
+from qpbench.solver.kkt.dual import power_start
 from qpbench.solver.linalg import cholesky
 from qpbench.solver.measures import DirectionProducts, Measures, Residuals, measure, residuals
 from qpbench.solver.newton import initial_point, predictor_corrector
@@ -42,6 +44,20 @@ from qpbench.solver.verify import confirmed
 from qpbench.status import Status
 
 RUNNING = int(Status.RUNNING)
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- eager or compiled
+class Compute:
+    """Calls the solver's fixed-shape steps: directly, or with ``compile`` through their
+    torch.compile'd versions (``qpbench.solver.compiled``)."""
+
+    def __init__(self, compiled: bool, work: WorkCounts) -> None:
+        self.compiled, self.work = compiled, work
+
+    def __call__(self, fn: Callable[..., T], key: Hashable, *args: Any) -> T:
+        """``fn(*args)``; ``key`` tells apart the calls whose work differs (see ``run_compiled``)."""
+        return run_compiled(fn, key, self.work, *args) if self.compiled else fn(*args)
 
 
 # --------------------------------------------------------------------------- form choice
@@ -54,7 +70,7 @@ class FormPlan:
     q_factor: Tensor | None = None
 
 
-def plan_forms(P: ScaledProblem, kkt_form: str) -> list[FormPlan]:
+def plan_forms(P: ScaledProblem, kkt_form: str, compute: Compute) -> list[FormPlan]:
     """The reduced form always applies; the dual form where Q is safely positive definite and
     where its (m+k)-sized factorization is cheaper than the n x n one (or where it was asked for)."""
     B, n = P.p.shape
@@ -65,7 +81,7 @@ def plan_forms(P: ScaledProblem, kkt_form: str) -> list[FormPlan]:
     cheaper = r**3 / 3 + 2 * r * r < r * n * n + n**3 / 3
     if kkt_form == "auto" and not cheaper:
         return [FormPlan(ReducedKKT, everything)]
-    suitable, L = dual_form_suitable(P.Q)
+    suitable, L = compute(dual_form_suitable, (B, n, P.Q.dtype, P.Q.device), P.Q, power_start(P.Q))
     if kkt_form == "dual" and not bool(suitable.all()):
         bad = torch.nonzero(~suitable).squeeze(1).tolist()
         raise ValueError(
@@ -156,7 +172,7 @@ def scatter_rows(full: object, part: object, idx: Tensor) -> None:
             value[idx] = getattr(part, f.name)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Suspects:
     """Which certificate tests the iteration runs: problems whose progress stalled, decided at
     the previous iteration's synchronization (the tests cost an extra pass over the data)."""
@@ -220,6 +236,20 @@ def confirm_pending(ws: Working, original: QPBatch, absent: Tensor, eps_abs: flo
     track.status = track.status.index_put((refused,), verdict.to(track.status.dtype))
 
 
+def confirm_all(ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float) -> None:
+    """``confirm_pending`` for the fixed-shape mode: the check made on every problem's iterate,
+    its verdict applied to the problems pending; no data-dependent shape, so it compiles."""
+    track = ws.track
+    pending = (track.status == int(Status.SOLVED)) & ~track.confirmed
+    z, _, lam, nu = unscale(ws.kkt.prob, ws.it.x, ws.it.n, ws.it.m, absent[track.origin])
+    ok = confirmed(original, track.origin, z, lam, nu, eps_abs, eps_rel)
+    track.confirmed = track.confirmed | (pending & ok)
+    refused = pending & ~ok
+    track.unconfirmed = track.unconfirmed + refused.to(torch.int32)
+    verdict = torch.where(track.unconfirmed >= _MAX_UNCONFIRMED, int(Status.SOLVED_INACCURATE), RUNNING)
+    track.status = torch.where(refused, verdict.to(track.status.dtype), track.status)
+
+
 # A problem whose merit has not improved by a tenth for this many iterations stops
 # (NUMERICAL_ERROR): it sits at the accuracy its dtype and conditioning allow (float32 asked for
 # 1e-10, say). Certificates fire long before, when the problem is infeasible or unbounded.
@@ -232,7 +262,7 @@ _SIGNIFICANT = 0.9
 _INACCURATE_MERIT = 100.0
 
 
-def settle(ws: Working, meas: Measures, status: Tensor, last: bool) -> None:
+def settle(ws: Working, meas: Measures, status: Tensor, last: bool | Tensor) -> None:
     """Record the best iterate and the statuses reached at this iterate."""
     track, x = ws.track, ws.it.x
     running = track.status == RUNNING
@@ -280,7 +310,7 @@ def take_step(ws: Working, r: Residuals, settings: SolverSettings, host_checks: 
     track.moved = take
     track.retries = torch.where(failed, track.retries + 1, torch.where(take, 0, track.retries))
     track.iterations = track.iterations + take.to(torch.int32)
-    ws.kkt.work.iterations += 1
+    ws.kkt.work.add(iterations=1)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -323,15 +353,29 @@ class Context:
     eps_rel: float
 
 
-def observe(ws: Working, iteration: int, suspects: Suspects, ctx: Context) -> Residuals:
+@dataclass(frozen=True)
+class Phase:
+    """What the steps need of the iteration's number. In a compiled iteration ``early`` and
+    ``last`` are 0-d tensors, so that one compiled function serves every later iteration."""
+
+    first: bool  # no step taken yet: nothing to update the proximal state from
+    early: bool | Tensor  # within the update's early phase (regularization.EARLY_ITERATIONS)
+    last: bool | Tensor  # the iteration max_iter: problems still running stop there
+
+    @staticmethod
+    def at(iteration: int | Tensor, max_iter: int) -> Phase:
+        return Phase(isinstance(iteration, int) and iteration == 0, iteration < EARLY_ITERATIONS, iteration == max_iter)
+
+
+def observe(ws: Working, phase: Phase, suspects: Suspects, ctx: Context) -> Residuals:
     """Steps 1 to 3 of an iteration: residuals and measures, proximal update, statuses (settled
     into the track, converged problems SOLVED pending confirmation)."""
     dirs = candidates(ws) if suspects.infeasible or suspects.unbounded else None
     r, products = residuals(ws.kkt, ws.it, dirs, suspects.unbounded)
     meas = measure(ws.kkt.prob, ws.it, r, ctx.eps_abs, ctx.eps_rel)
-    if iteration > 0:
-        ws.prox = update(ws.prox, ws.kkt.prob, ws.it, meas, ws.track.mu_rate, ws.track.moved, iteration)
-    settle(ws, meas, classify(ws, meas, products, ctx.settings), last=iteration == ctx.settings.max_iter)
+    if not phase.first:
+        ws.prox = update(ws.prox, ws.kkt.prob, ws.it, meas, ws.track.mu_rate, ws.track.moved, phase.early)
+    settle(ws, meas, classify(ws, meas, products, ctx.settings), last=phase.last)
     return r
 
 
@@ -359,7 +403,7 @@ class Compacting(IterationMode):
         suspects = Suspects()
         loops = 0
         for iteration in range(settings.max_iter + 1):
-            r = observe(ws, iteration, suspects, ctx)
+            r = observe(ws, Phase.at(iteration, settings.max_iter), suspects, ctx)
             confirm_pending(ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
             active = ws.track.status == RUNNING
             # The iteration's one synchronization: problems left, and which tests are due.
@@ -384,45 +428,102 @@ class Compacting(IterationMode):
         scatter_rows(self.full_prox, ws.prox, ws.rows)
 
 
+def fixed_iteration(ws: Working, first: bool, iteration: int | Tensor, suspects: Suspects, ctx: Context) -> None:
+    """One whole iteration of the fixed-shape mode (``iteration`` a 0-d tensor when compiled)."""
+    phase = Phase(first, iteration < EARLY_ITERATIONS, iteration == ctx.settings.max_iter)
+    take_step(ws, observe(ws, phase, suspects, ctx), ctx.settings)
+
+
+class Steps:
+    """How the fixed-shape mode runs its iterations: eagerly (this class), compiled, or replayed
+    as a CUDA graph."""
+
+    def __init__(self, ws: Working, suspects: Suspects, ctx: Context) -> None:
+        self.ws, self.suspects, self.ctx = ws, suspects, ctx
+
+    def __call__(self, iteration: int) -> None:
+        fixed_iteration(self.ws, iteration == 0, iteration, self.suspects, self.ctx)
+
+    def confirm(self) -> None:
+        ctx = self.ctx
+        confirm_all(self.ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
+
+    def finished(self) -> bool:
+        """The end of a block, its host synchronization: confirm the problems that converged
+        (on the original data), and say whether every problem has a status."""
+        track = self.ws.track
+        pending = (track.status == int(Status.SOLVED)) & ~track.confirmed
+        n_pending, n_running = torch.stack([pending.sum(), (track.status == RUNNING).sum()]).tolist()
+        if not n_pending:
+            return n_running == 0
+        self.confirm()
+        self.after_host_code()
+        return not bool((self.ws.track.status == RUNNING).any())
+
+    def after_host_code(self) -> None:
+        """Code outside the steps (the confirmation) changed the state."""
+
+
+class CompiledSteps(Steps):
+    """Every iteration through one ``torch.compile``d function (``compiled``), the iteration's
+    number passed as a tensor so that all but the first share the compiled code."""
+
+    def __call__(self, iteration: int) -> None:
+        ws, first = self.ws, iteration == 0
+        args = (ws, first, torch.tensor(iteration), self.suspects, self.ctx)
+        run_compiled(fixed_iteration, (*shape_key(ws.kkt), self.suspects, first), ws.kkt.work, *args)
+
+    def confirm(self) -> None:
+        ctx, ws = self.ctx, self.ws
+        args = (ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
+        run_compiled(confirm_all, shape_key(ws.kkt), ws.kkt.work, *args)
+
+
+class GraphSteps(Steps):
+    """The iterations from EARLY_ITERATIONS on (the update's early phase and the last iteration
+    differ, the rest alike) replayed as one captured CUDA graph (``graphs``)."""
+
+    captured: GraphIteration | None = None
+
+    def __call__(self, iteration: int) -> None:
+        if iteration < EARLY_ITERATIONS:
+            super().__call__(iteration)
+        elif self.captured is None:
+            eager = super().__call__
+            self.captured = GraphIteration(self.ws, lambda: eager(iteration), self.ws.kkt.work)
+        else:
+            self.captured.replay()
+
+    def after_host_code(self) -> None:
+        if self.captured is not None:
+            self.captured.buffers.absorb(self.ws)
+
+
 class FixedShape(IterationMode):
     """Every problem stays in the working set (finished ones are masked), and the host is asked
     only every ``check_every`` iterations, where converged problems are confirmed: no
     data-dependent shape and no synchronization inside a block, which is what CUDA graphs can
-    capture (``graphs``: on CUDA, with ``cuda_graphs``, iterations from the sixth on are
-    replayed). Best on a GPU, where a synchronization costs more than the masked work."""
+    capture and torch.compile can compile (``steps``: eager, compiled, or on CUDA with
+    ``cuda_graphs`` replayed from the sixth iteration on). Best on a GPU, where a
+    synchronization costs more than the masked work, and compiled wherever dispatch overhead
+    decides (small batches)."""
 
     name = "fixed"
 
-    def __init__(self, graphs: bool = False) -> None:
-        self.graphs = graphs
+    def __init__(self, steps: type[Steps] = Steps) -> None:
+        self.steps = steps
 
     def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
         settings = ctx.settings
         # Certificate tests every iteration: deciding per iteration would take a synchronization.
         suspects = Suspects(infeasible=True, unbounded=bool(ws.track.may_be_unbounded.any()))
-        captured: GraphIteration | None = None
-
-        def iteration_step(iteration: int) -> Callable[[], None]:
-            def step() -> None:
-                take_step(ws, observe(ws, iteration, suspects, ctx), settings)
-            return step
-
+        step = self.steps(ws, suspects, ctx)
+        assert settings.check_every is not None, "settings are resolved"
         for iteration in range(settings.max_iter):
-            # The update's early phase and the last iteration differ; the rest replay alike.
-            if self.graphs and iteration >= EARLY_ITERATIONS:
-                if captured is None:
-                    captured = GraphIteration(ws, iteration_step(iteration), ws.kkt.work)
-                else:
-                    captured.replay()
-            else:
-                iteration_step(iteration)()
-            if (iteration + 1) % settings.check_every == 0:
-                confirm_pending(ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
-                if captured is not None:
-                    captured.buffers.absorb(ws)
-                if not bool((ws.track.status == RUNNING).any()):
-                    return ws, iteration + 1
-        observe(ws, settings.max_iter, suspects, ctx)
+            step(iteration)
+            if (iteration + 1) % settings.check_every == 0 and step.finished():
+                return ws, iteration + 1
+        observe(ws, Phase.at(settings.max_iter, settings.max_iter), suspects, ctx)
         return ws, settings.max_iter
 
 
@@ -431,16 +532,26 @@ MODES: dict[str, type[IterationMode]] = {m.name: m for m in (Compacting, FixedSh
 
 def choose_mode(settings: SolverSettings, device: torch.device) -> IterationMode:
     """``auto``: compacting on the CPU (skipping finished problems saves work, a synchronization
-    is free), fixed-shape elsewhere (a synchronization stalls the device)."""
-    name = settings.mode if settings.mode != "auto" else ("compact" if device.type == "cpu" else "fixed")
+    is free), fixed-shape elsewhere (a synchronization stalls the device) and when compiled."""
+    compact = device.type == "cpu" and not settings.compile
+    name = settings.mode if settings.mode != "auto" else ("compact" if compact else "fixed")
     if name == "fixed":
-        return FixedShape(graphs=settings.cuda_graphs and device.type == "cuda")
+        if settings.compile:
+            return FixedShape(CompiledSteps)
+        return FixedShape(GraphSteps if settings.cuda_graphs and device.type == "cuda" else Steps)
     return Compacting()
 
 
-def run_form(kkt: KKTSystem, norms: DataNorms, origin: Tensor, mode: IterationMode, ctx: Context) -> Outcome:
+def shape_key(kkt: KKTSystem) -> tuple[object, ...]:
+    """What a compiled step's work depends on besides its phase: the form and the shapes."""
+    return (type(kkt), kkt.batch_size, kkt.n, kkt.m, kkt.k, kkt.prob.p.dtype, kkt.prob.p.device)
+
+
+def run_form(
+    kkt: KKTSystem, norms: DataNorms, origin: Tensor, mode: IterationMode, ctx: Context, compute: Compute
+) -> Outcome:
     """Iterate on one form's group until every problem has a status (see the module docstring)."""
-    ws, loops = mode.run(start(kkt, norms, origin, ctx.settings), ctx)
+    ws, loops = mode.run(compute(start, shape_key(kkt), kkt, norms, origin, ctx.settings), ctx)
     # A SOLVED problem of a last block may not be confirmed yet.
     confirm_pending(ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
     status = ws.track.status.masked_fill(ws.track.status == RUNNING, int(Status.MAX_ITER))
@@ -459,25 +570,34 @@ def unscale(P: ScaledProblem, x: Tensor, n: int, m: int, absent: Tensor) -> tupl
     return z, s, lam, nu
 
 
+def prepare(batch: QPBatch, scaling_iters: int, scale_cost: bool) -> tuple[ScaledProblem, Tensor, DataNorms]:
+    """The scaled problem, the rows without bound, and the data's norms for the certificates."""
+    P, absent = equilibrate(batch, scaling_iters, scale_cost)
+    return P, absent, DataNorms.of(batch, absent)
+
+
 @torch.no_grad()  # the iterations are not differentiated: gradients come from qpbench.layer.QPFunction
 def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     t0 = time.perf_counter()
-    settings = settings.resolved(batch.dtype)
-    P, absent = equilibrate(batch, settings.scaling_iters, settings.scale_cost)
-    norms = DataNorms.of(batch, absent)
-    B, n, m, k = P.batch_size, batch.n, batch.m, batch.k
+    settings = settings.resolved(batch.dtype, batch.device)
+    work = WorkCounts()
+    compute = Compute(settings.compile, work)
+    B, n, m, k = batch.batch_size, batch.n, batch.m, batch.k
+    P, absent, norms = compute(prepare, (B, n, m, k), batch, settings.scaling_iters, settings.scale_cost)
     N = n + 2 * m + k
     x = P.p.new_zeros(B, N)
     status = torch.full((B,), RUNNING, dtype=torch.int8, device=P.p.device)
     iterations = torch.zeros(B, dtype=torch.int32, device=P.p.device)
-    work = WorkCounts()
     groups: list[FormGroup] = []
     loops = 0
     mode = choose_mode(settings, P.p.device)
     ctx = Context(settings, batch, absent, float(settings.eps_abs), float(settings.eps_rel))
-    for plan in plan_forms(P, settings.kkt_form):
-        kkt = build(plan, P.select(plan.index), work)
-        out = run_form(kkt, select_rows(norms, plan.index), plan.index, mode, ctx)
+    plans = plan_forms(P, settings.kkt_form, compute)
+    for plan in plans:
+        # One group is the whole batch: nothing to select.
+        part, part_norms = (P, norms) if len(plans) == 1 else (P.select(plan.index), select_rows(norms, plan.index))
+        kkt = build(plan, part, work)
+        out = run_form(kkt, part_norms, plan.index, mode, ctx, compute)
         x[plan.index], status[plan.index], iterations[plan.index] = out.x, out.status, out.iterations
         groups.append(FormGroup(kkt.name, plan.index, kkt, out.rho, out.delta))
         loops += out.loops

@@ -52,7 +52,7 @@ class GraphIteration:
     def __init__(self, ws: object, step: Callable[[], None], work: WorkCounts) -> None:
         self.ws, self.work = ws, work
         self.buffers = StateBuffers(ws)
-        before = _counts(work)
+        before = work.snapshot()
         # Warm up on a side stream (lazily allocated buffers, cuBLAS/cuSOLVER handles), as
         # torch.cuda.graph requires, then capture.
         side = torch.cuda.Stream()
@@ -61,26 +61,15 @@ class GraphIteration:
             step()
             self.buffers.absorb(ws)
         torch.cuda.current_stream().wait_stream(side)
-        self.per_replay = {k: v - before[k] for k, v in _counts(work).items()}
+        self.per_replay = work.since(before)
+        after_warmup = work.snapshot()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             step()
             self.buffers.absorb(ws)
-        _restore(work, _add(before, self.per_replay))  # the capture itself did not compute anything
+        work.reset_to(after_warmup)  # the capture itself computed nothing
 
     def replay(self) -> None:
         self.graph.replay()
-        _restore(self.work, _add(_counts(self.work), self.per_replay))
+        self.work.add_counts(self.per_replay)
 
-
-def _counts(work: WorkCounts) -> dict[str, int]:
-    return {f.name: getattr(work, f.name) for f in fields(work)}
-
-
-def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {k: a[k] + b[k] for k in a}
-
-
-def _restore(work: WorkCounts, counts: dict[str, int]) -> None:
-    for k, v in counts.items():
-        setattr(work, k, v)

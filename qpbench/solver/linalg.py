@@ -20,20 +20,33 @@ from torch import Tensor
 _POTRF = {torch.float64: lapack.dpotrf, torch.float32: lapack.spotrf}
 
 
+# The LAPACK loop as a custom operator, so that a torch.compile'd iteration keeps it (as an opaque
+# library call) instead of breaking its graph at the NumPy conversion.
+@torch.library.custom_op("qpbench::potrf_lower_", mutates_args=("M",), device_types="cpu")
+def _potrf_lower_(M: Tensor) -> Tensor:
+    """Factor each contiguous (B, n, n) matrix in place by LAPACK; returns the (B,) info codes.
+    The row-major matrix seen in Fortran order is its transpose, which is the same matrix: potrf
+    writes L' into the row-major upper triangle, i.e. L into M.mT."""
+    potrf = _POTRF[M.dtype]
+    info = [potrf(a.T, lower=True, overwrite_a=True, clean=False)[1] for a in M.numpy()]
+    return torch.tensor(info, dtype=torch.int32)
+
+
+@_potrf_lower_.register_fake
+def _(M: Tensor) -> Tensor:
+    return M.new_empty(M.shape[0], dtype=torch.int32)
+
+
 def cholesky(M: Tensor, overwrite: bool = False, lapack_loop: bool = True) -> tuple[Tensor, Tensor]:
     """Lower Cholesky factor of each (B, n, n) matrix, never raising; ``ok`` (B,) marks the
     matrices that factored. Only the lower triangle of the factor is meaningful. With
     ``overwrite`` a contiguous CPU ``M`` (a temporary of the caller) is factored in place;
     ``lapack_loop=False`` always uses torch's kernel."""
-    potrf = _POTRF.get(M.dtype)
-    if not lapack_loop or M.device.type != "cpu" or potrf is None or M.requires_grad or M.shape[-1] == 0:
+    if not lapack_loop or M.device.type != "cpu" or M.dtype not in _POTRF or M.requires_grad or M.shape[-1] == 0:
         L, info = torch.linalg.cholesky_ex(M)
         return L, info == 0
     work = M if overwrite and M.is_contiguous() else M.detach().clone(memory_format=torch.contiguous_format)
-    arrays = work.numpy()
-    # The row-major matrix seen in Fortran order is its transpose, which is the same matrix:
-    # potrf writes L' into the row-major upper triangle in place, i.e. L into work.mT.
-    info = torch.tensor([potrf(a.T, lower=True, overwrite_a=True, clean=False)[1] for a in arrays])
+    info = torch.ops.qpbench.potrf_lower_(work)
     finite = torch.isfinite(work.diagonal(dim1=-2, dim2=-1)).all(-1)
     return work.mT, (info == 0) & finite
 

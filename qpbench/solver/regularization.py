@@ -133,11 +133,11 @@ def regularized_rhs(prox: Prox, it: Iterate, r_d: Tensor, r_in: Tensor, r_eq: Te
 
 
 def update(
-    prox: Prox, P: ScaledProblem, it: Iterate, meas: Measures, mu_rate: Tensor, moved: Tensor, iteration: int
+    prox: Prox, P: ScaledProblem, it: Iterate, meas: Measures, mu_rate: Tensor, moved: Tensor, early: bool | Tensor
 ) -> Prox:
     """Move the centres and shrink rho, delta after a step (``moved``: the problems whose step
-    was taken); see the module docstring. Both columns follow the same rule."""
-    early = iteration < EARLY_ITERATIONS
+    was taken; ``early``: within the first EARLY_ITERATIONS); see the module docstring. Both
+    columns follow the same rule."""
     step = moved.unsqueeze(-1)
     floor = prox.floor.unsqueeze(-1)
     finetuned = (prox.floor <= prox.finetune_floor).unsqueeze(-1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import torch
@@ -26,6 +26,32 @@ class WorkCounts:
     factorizations: int = 0  # KKT matrix factorizations
     solves: int = 0  # solves with a factorization (Newton directions, refinement passes)
     products: int = 0  # passes over the problem data (matrix-vector products of Q, G, A)
+
+    def add(self, iterations: int = 0, factorizations: int = 0, solves: int = 0, products: int = 0) -> None:
+        """Count work. Skipped while torch.compile traces: a compiled iteration must not bake the
+        counters' current values in (it would recompile on every call); the compiled mode adds
+        each call's share, counted once eagerly, instead."""
+        if torch.compiler.is_compiling():
+            return
+        self.iterations += iterations
+        self.factorizations += factorizations
+        self.solves += solves
+        self.products += products
+
+    def snapshot(self) -> WorkCounts:
+        return WorkCounts(self.iterations, self.factorizations, self.solves, self.products)
+
+    def since(self, before: WorkCounts) -> WorkCounts:
+        """The work counted after ``before`` (a snapshot of this one)."""
+        return WorkCounts(*(getattr(self, f.name) - getattr(before, f.name) for f in fields(self)))
+
+    def add_counts(self, other: WorkCounts) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def reset_to(self, snapshot: WorkCounts) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(snapshot, f.name))
 
 
 @dataclass

@@ -73,7 +73,8 @@ def neutralize_absent_rows(G: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor
     """Rows without bound (h = +inf) become 0'z <= 1: always slack, multiplier 0, so the batch
     keeps one shape. Returns (G, h, absent); copies only when there is such a row."""
     absent = absent_rows(h)
-    if not bool(absent.any()):
+    # (A compiled solve always copies: asking would end its graph.)
+    if not torch.compiler.is_compiling() and not bool(absent.any()):
         return G, h, absent
     return G.masked_fill(absent.unsqueeze(-1), 0.0), h.masked_fill(absent, 1.0), absent
 
@@ -110,7 +111,8 @@ def equilibrate(batch: QPBatch, iterations: int, scale_cost: bool = False) -> tu
             # (factors of exactly 1), so its scaling does not depend on how long its batch-mates
             # need; the passes stop when every problem is there.
             converged |= _near_one(d) & _near_one(e) & _near_one(f)
-            if bool(converged.all()):
+            # A compiled solve runs every pass (same factors: converged problems get exactly 1).
+            if not torch.compiler.is_compiling() and bool(converged.all()):
                 break
             keep = converged.unsqueeze(-1)
             d, e, f = (torch.where(keep, 1.0, v) for v in (d, e, f))

@@ -69,8 +69,15 @@ class SolverSettings:
     # 'fixed' masks them and synchronizes every check_every iterations (CUDA-graph friendly);
     # 'auto' is compact on the CPU and fixed on other devices.
     mode: ModeName = "auto"
-    check_every: int = 5
+    # Fixed mode: iterations between convergence checks on the host; None: 1 on the CPU (where a
+    # check costs microseconds and saves the iterations a converged problem would wait), 5 on
+    # other devices (where each check stalls the device).
+    check_every: int | None = None
     cuda_graphs: bool = True  # fixed mode on CUDA: replay the iteration as a CUDA graph
+    # Run each iteration as one torch.compile'd function (needs the fixed-shape mode, which 'auto'
+    # then picks; replaces CUDA graphs): compiles once per shape, seconds to a minute, then
+    # removes most of the per-operation overhead that decides small batches (docs/solver.md).
+    compile: bool = False
     compact_below: float = 0.7  # compact mode: drop finished problems below this active share
 
     def __post_init__(self) -> None:
@@ -94,14 +101,17 @@ class SolverSettings:
             raise ValueError(f"max_factor_retries must be >= 1, got {self.max_factor_retries}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
-        if self.check_every < 1:
+        if self.compile and self.mode == "compact":
+            raise ValueError("compile=True needs mode 'fixed' or 'auto' (a compiled iteration has fixed shapes)")
+        if self.check_every is not None and self.check_every < 1:
             raise ValueError(f"check_every must be >= 1, got {self.check_every}")
         if not 0 <= self.compact_below <= 1:
             raise ValueError(f"compact_below must be in [0, 1], got {self.compact_below}")
 
-    def resolved(self, dtype: torch.dtype) -> SolverSettings:
-        """A copy with every dtype-dependent default filled in."""
-        defaults = _DTYPE_DEFAULTS[dtype]
+    def resolved(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> SolverSettings:
+        """A copy with every dtype- and device-dependent default filled in."""
+        defaults: dict[str, object] = dict(_DTYPE_DEFAULTS[dtype])
+        defaults["check_every"] = 1 if torch.device(device).type == "cpu" else 5
         return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def with_updates(self, **overrides: object) -> SolverSettings:

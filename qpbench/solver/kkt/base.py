@@ -69,14 +69,14 @@ class KKTSystem(abc.ABC):
     # ------------------------------------------------------------------ products
     def forward_products(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Q x, G x, A x for row vectors x (B, r, n): one pass over [Q, G', A']."""
-        self.work.products += self.batch_size
+        self.work.add(products=self.batch_size)
         out = torch.matmul(rows, self.QCt)
         n, m = self.n, self.m
         return out[..., :n], out[..., n : n + m], out[..., n + m :]
 
     def adjoint_products(self, rows: Tensor) -> Tensor:
         """C' y for row vectors y = [lam, nu] (B, r, m+k): one pass over C."""
-        self.work.products += self.batch_size
+        self.work.add(products=self.batch_size)
         return torch.matmul(rows, self.C)
 
     # ------------------------------------------------------------------ the form

@@ -27,14 +27,19 @@ from qpbench.solver.scaling import ScaledProblem
 _COND_LIMIT = {torch.float64: 1e7, torch.float32: 1e3}
 
 
-def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8) -> Tensor:
-    """(B,) estimate of cond(Q) by power iteration on Q and inverse iteration with its factor L.
+def power_start(Q: Tensor) -> Tensor:
+    """(B, n) the start vector of ``condition_estimate``: random, the same for every call."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    return torch.rand(Q.shape[0], Q.shape[-1], generator=g, dtype=torch.float64).to(Q) + 0.5
+
+
+def condition_estimate(Q: Tensor, L: Tensor, v: Tensor, steps: int = 8) -> Tensor:
+    """(B,) estimate of cond(Q) by power iteration on Q and inverse iteration with its factor L,
+    from the vector v.
 
     Both iterations approach their extreme eigenvalue from below, so this slightly underestimates;
     a handful of steps lands within a small factor, which is all the form choice needs.
     """
-    g = torch.Generator(device="cpu").manual_seed(0)
-    v = torch.rand(Q.shape[0], Q.shape[-1], generator=g, dtype=torch.float64).to(Q) + 0.5
     u = v.clone()
     big = small = Q.new_ones(Q.shape[0])
     for _ in range(steps):
@@ -47,13 +52,15 @@ def condition_estimate(Q: Tensor, L: Tensor, steps: int = 8) -> Tensor:
     return big * small
 
 
-def dual_form_suitable(Q: Tensor) -> tuple[Tensor, Tensor]:
-    """(B,) bool: Q is positive definite with a modest condition number; and its Cholesky factor
-    (the identity where it failed), which the dual form reuses."""
+def dual_form_suitable(Q: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """(B,) bool: Q is positive definite with a modest condition number (estimated from the
+    start vector v, see ``power_start``); and its Cholesky factor (the identity where it
+    failed), which the dual form reuses."""
     L, ok = cholesky(Q.clone(memory_format=torch.contiguous_format), overwrite=True)
-    if not bool(ok.all()):
+    # (A compiled solve always selects: asking would end its graph.)
+    if torch.compiler.is_compiling() or not bool(ok.all()):
         L = torch.where(ok.view(-1, 1, 1), L, torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device))
-    return ok & (condition_estimate(Q, L) < _COND_LIMIT[Q.dtype]), L
+    return ok & (condition_estimate(Q, L, v) < _COND_LIMIT[Q.dtype]), L
 
 
 class DualKKT(KKTSystem):
@@ -74,7 +81,7 @@ class DualKKT(KKTSystem):
         self._L: Tensor | None = None
 
     def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Tensor:
-        self.work.factorizations += self.batch_size
+        self.work.add(factorizations=self.batch_size)
         # One buffer, overwritten by each factorization: a fresh 10 MB copy per iteration was
         # measured several times slower than copying into a reused one.
         if self._work is None:
@@ -103,7 +110,7 @@ class DualKKT(KKTSystem):
 
     def solve(self, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
         assert self._L is not None and rhs.extra is not None, "factor before solving"
-        self.work.solves += self.batch_size
+        self.work.add(solves=self.batch_size)
         n, m = self.n, self.m
         dy = cholesky_solve(self._L, rhs.extra[:, n:] - torch.cat([g, rhs.e], dim=1))
         if not want_z:

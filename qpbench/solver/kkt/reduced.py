@@ -42,7 +42,7 @@ class ReducedKKT(KKTSystem):
 
     def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Tensor:
         P = self.prob
-        self.work.factorizations += self.batch_size
+        self.work.add(factorizations=self.batch_size)
         W = 1.0 / w_inv
         M = torch.matmul(P.G.mT * W.unsqueeze(-2), P.G) if self.m else torch.zeros_like(P.Q)
         M.add_(P.Q)
@@ -63,7 +63,7 @@ class ReducedKKT(KKTSystem):
     def solve(self, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
         assert self._L is not None and self._W is not None and self._inv_delta is not None, "factor before solving"
         P = self.prob
-        self.work.solves += self.batch_size
+        self.work.add(solves=self.batch_size)
         Wg = self._W * g
         r = rhs.extra + bmtv(P.G, Wg) if self.m else rhs.extra
         dz = cholesky_solve(self._L, r)
