@@ -20,6 +20,7 @@ repeats with median and spread, torch's thread count pinned and recorded. Printe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime as dt
 import io
@@ -27,8 +28,9 @@ import json
 import os
 import pstats
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the second size as N,B (default 500,64; 'none' to skip)")
     parser.add_argument("--small-n", type=int, default=None,
                         help="n of the small-problem latency case at B = 1 (default 20; 0 to skip)")
+    parser.add_argument("--compiled-batch-sizes", default=None,
+                        help="batch sizes whose cases also time the compiled solver (compile=True), with its "
+                        "compile time (default 1; 'none' to skip)")
     parser.add_argument("--solvers", default=",".join(("qpth", *LOOPED_SOLVERS)),
                         help="solvers compared with the in-house one (comma list; in-house always runs)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 5, quick 2)")
@@ -111,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.small_n = (6 if quick else 20) if args.small_n is None else args.small_n
     if args.small_n < 0:
         raise ValueError(f"small-n must be >= 0, got {args.small_n}")
+    compiled = args.compiled_batch_sizes or "1"
+    args.compiled_batch_sizes = [] if compiled.lower() == "none" else _int_list(compiled)
     args.repeats = (2 if quick else 5) if args.repeats is None else args.repeats
     if args.repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {args.repeats}")
@@ -204,6 +211,32 @@ def run_inhouse(batch: QPBatch, args: argparse.Namespace) -> tuple[dict[str, Any
     limit["per_iteration_spread"] = limit["total"] / max(loop_iters, 1)
     record["iteration_over_limit"] = stats["median"] / limit["total"]
     return record, sol
+
+
+def run_inhouse_compiled(batch: QPBatch, args: argparse.Namespace, eager: dict[str, Any]) -> dict[str, Any]:
+    """The in-house solver with ``compile=True``: the seconds until its code is compiled (the
+    first solve of a shape runs eagerly and counts its work, the second compiles), then timed
+    like the eager solver; with how many solves the compile time takes to pay back."""
+    from qpbench.solver import solve
+    from qpbench.status import Status
+
+    def run() -> Any:
+        return solve(batch, eps_abs=ACCURACY, eps_rel=0.0, compile=True)
+
+    start = time.perf_counter()
+    run()
+    run()
+    compile_seconds = time.perf_counter() - start
+    sol, stats = measure(run, repeats=args.repeats, budget=args.case_budget, device=args.device, warmup=None)
+    saved = eager["solve"]["median"] - stats["median"]
+    return {
+        "solver": "inhouse-compiled", "solve": stats, "setup": None, "compile_seconds": compile_seconds,
+        "iterations_loop": int(sol.info.iterations_loop), "kkt_form": sol.info.kkt_form,
+        "solved": int((sol.status == int(Status.SOLVED)).sum()), "statuses": status_counts(sol.status),
+        "accuracy": accuracy(batch, sol.z, sol.lam, sol.nu, None),
+        "speedup_over_eager": eager["solve"]["median"] / stats["median"],
+        "break_even_solves": compile_seconds / saved if saved > 0 else None,
+    }
 
 
 def factorization_limit(sol: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -346,6 +379,9 @@ def run_case(n: int, batch_size: int, args: argparse.Namespace, rate: dict[str, 
     inhouse["over_flop_bound"] = inhouse["solve"]["median"] / inhouse["flop_bound"]
     reference = batch.to("cpu").objective(sol.z.detach().to("cpu"))
     results = [inhouse]
+    if batch_size in args.compiled_batch_sizes:
+        results.append(run_inhouse_compiled(batch, args, inhouse))
+        _print_progress(n, batch_size, results[-1])
     for name in args.solvers:
         rec = run_qpth(batch, args, reference) if name == "qpth" else run_looped(name, batch, args, reference)
         results.append(rec)
@@ -359,8 +395,11 @@ def run_case(n: int, batch_size: int, args: argparse.Namespace, rate: dict[str, 
 def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Other solver's median / in-house median (above 1: the in-house solver is faster)."""
     inhouse = results[0]["solve"]["median"]
-    timed = [r for r in results[1:] if "solve" in r]
+    timed = [r for r in results[1:] if "solve" in r and r["solver"] != "inhouse-compiled"]
     out: dict[str, Any] = {r["solver"]: r["solve"]["median"] / inhouse for r in timed}
+    compiled = next((r for r in results if r["solver"] == "inhouse-compiled"), None)
+    if compiled is not None:  # the same ratios for the compiled solver
+        out["compiled"] = {r["solver"]: r["solve"]["median"] / compiled["solve"]["median"] for r in timed}
     looped = [r for r in timed if r["solver"] in LOOPED_SOLVERS]
     accurate = [r for r in looped if r["accuracy"]["met"]]
     pool = accurate or looped
@@ -387,6 +426,8 @@ def _print_progress(n: int, batch_size: int, rec: dict[str, Any]) -> None:
     s = rec["solve"]
     acc = rec["accuracy"]
     extra = ""
+    if rec["solver"] == "inhouse-compiled":
+        extra = f" compile {rec['compile_seconds']:.1f} s, {rec['speedup_over_eager']:.2f}x eager"
     if rec["solver"] == "inhouse":
         extra = (f" iters={rec['iterations_loop']} form={rec['kkt_form']}"
                  f" per-iter/limit={rec['iteration_over_limit']:.2f}")
@@ -541,6 +582,23 @@ def markdown(data: dict[str, Any]) -> str:
                 f"{_ms(ih['limit']['total'])} | {_ms(ih['limit'].get('once'))} | {_ms(ih['limit']['per_iteration'])} | "
                 f"{_ms(ih['time_per_iteration'])} | {_ms(ih['limit'].get('per_iteration_spread'))} | "
                 f"{ih['iteration_over_limit']:.2f} |")
+        compiled = [(c, r) for c in run["cases"] for r in c["results"] if r["solver"] == "inhouse-compiled"]
+        if compiled:
+            lines += ["", f"## Compiled (`compile=True`), {threads} torch thread(s)", "",
+                      "Compile time: the first two solves of the shape in a process whose TorchInductor cache "
+                      "started empty (the first runs eagerly and counts its work, the second compiles). "
+                      "Break-even: compile time / time saved per solve.", "",
+                      "| n | B | eager ms | compiled ms | speedup | compile s | break-even solves | qpth / compiled |"
+                      " daqp / compiled | met 1e-8 |", "|---|---|---|---|---|---|---|---|---|---|"]
+            for case, r in compiled:
+                vs = case["ratios"].get("compiled", {})
+                be = "never" if r["break_even_solves"] is None else f"{r['break_even_solves']:.0f}"
+                lines.append(
+                    f"| {case['n']} | {case['batch_size']} | {_ms(case['results'][0]['solve']['median'])} | "
+                    f"{_ms(r['solve']['median'])} | {r['speedup_over_eager']:.2f} | "
+                    f"{r['compile_seconds']:.1f} | {be} | "
+                    f"{vs.get('qpth', float('nan')):.2f} | {vs.get('daqp', float('nan')):.3f} | "
+                    f"{'yes' if r['accuracy']['met'] else 'NO'} |")
         lines += ["", f"## Flop bound, {threads} torch thread(s)", "",
                   f"Measured batched GEMM rate: {run['gemm_rate']['flops_per_second'] / 1e9:.1f} GFLOP/s "
                   f"({run['gemm_rate']['what']}). Flop bound = the solve's flop count / that rate "
@@ -585,6 +643,12 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _compiled_ms(case: dict[str, Any] | None) -> float | None:
+    """The compiled solver's median in ms, None where it did not run."""
+    rec = next((r for r in case["results"] if r["solver"] == "inhouse-compiled"), None) if case else None
+    return rec["solve"]["median"] * 1e3 if rec else None
+
+
 def targets(run: dict[str, Any], main_n: int) -> list[dict[str, str]]:
     """Each goal of issues 8 and 3 with what was measured; 'n/a' where the case was not run."""
     by_b = {c["batch_size"]: c for c in run["cases"] if c["n"] == main_n}
@@ -605,10 +669,14 @@ def targets(run: dict[str, Any], main_n: int) -> list[dict[str, str]]:
     b1 = by_b.get(1)
     add(f"B=1, n={main_n} latency <= {TARGET_LATENCY_B1_S * 1e3:g} ms",
         b1["results"][0]["solve"]["median"] * 1e3 if b1 else None, TARGET_LATENCY_B1_S * 1e3, False, "{:.2f} ms")
+    add(f"B=1, n={main_n} latency <= {TARGET_LATENCY_B1_S * 1e3:g} ms, compiled",
+        _compiled_ms(b1), TARGET_LATENCY_B1_S * 1e3, False, "{:.2f} ms")
     small = [c for c in run["cases"] if c["batch_size"] == 1 and c["n"] != main_n]
     if small:
         add(f"B=1, n={small[0]['n']} latency <= {TARGET_LATENCY_SMALL_S * 1e3:g} ms",
             small[0]["results"][0]["solve"]["median"] * 1e3, TARGET_LATENCY_SMALL_S * 1e3, False, "{:.2f} ms")
+        add(f"B=1, n={small[0]['n']} latency <= {TARGET_LATENCY_SMALL_S * 1e3:g} ms, compiled",
+            _compiled_ms(small[0]), TARGET_LATENCY_SMALL_S * 1e3, False, "{:.2f} ms")
     b128 = by_b.get(128)
     add(f"n={main_n} B=128: time within {TARGET_ITER_VS_LIMIT}x of the factorization limit",
         b128["results"][0]["iteration_over_limit"] if b128 else None, TARGET_ITER_VS_LIMIT, False)
@@ -628,6 +696,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)
+    with _fresh_inductor_cache():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _fresh_inductor_cache() -> Iterator[None]:
+    """An empty TorchInductor cache for the run (unless one was chosen), so that the compile
+    times reported are those of a first compile, not of a cache left by an earlier run."""
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="qpbench-inductor-") as folder:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["TORCHINDUCTOR_CACHE_DIR"]
+
+
+def _run(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {"environment": environment(args.threads, args), "runs": []}
     backward_b, backward_n = (8, args.n) if args.quick else (128, 100)
     previous = torch.get_num_threads()

@@ -31,7 +31,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
     out = tmp_path_factory.mktemp("speed")
     code = _load().main([
         "--quick", "--threads", "1", "--batch-sizes", "1,3", "--n", "6", "--large", "8,2",
-        "--solvers", "quadprog,daqp", "--repeats", "2", "--small-n", "5", "--out", str(out), "--name", "tiny",
+        "--solvers", "quadprog,daqp", "--repeats", "2", "--small-n", "5", "--compiled-batch-sizes", "3",
+        "--out", str(out), "--name", "tiny",
     ])
     return code, out
 
@@ -49,7 +50,8 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
     assert run["gemm_rate"]["flops_per_second"] > 0
     for case in run["cases"]:
         names = [r["solver"] for r in case["results"]]
-        assert names == ["inhouse", "quadprog", "daqp"]
+        compiled = case["batch_size"] == 3
+        assert names == ["inhouse", *(["inhouse-compiled"] if compiled else []), "quadprog", "daqp"]
         inhouse = case["results"][0]
         assert inhouse["kkt_form"] in ("reduced", "dual")
         assert inhouse["flops"] > 0
@@ -66,17 +68,26 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
             assert 0 < s["min"] <= s["median"] <= s["max"] and 1 <= s["repeats"] <= 2
             assert r["accuracy"]["met"], r  # tiny well-posed problems: every solver reaches 1e-8
             assert r["statuses"] == {"solved": case["batch_size"]}
-        quadprog = case["results"][1]
+        quadprog = case["results"][names.index("quadprog")]
         assert case["ratios"]["quadprog"] == pytest.approx(quadprog["solve"]["median"] / inhouse["solve"]["median"])
         assert case["ratios"]["fastest_looped"] in ("quadprog", "daqp")
+        if compiled:  # timed like the eager solver, with its compile time and the same ratios
+            rec = case["results"][1]
+            assert rec["compile_seconds"] > 0 and rec["iterations_loop"] >= 1
+            assert rec["speedup_over_eager"] == pytest.approx(inhouse["solve"]["median"] / rec["solve"]["median"])
+            assert case["ratios"]["compiled"]["quadprog"] == pytest.approx(
+                quadprog["solve"]["median"] / rec["solve"]["median"])
+        else:
+            assert "compiled" not in case["ratios"]
     assert math.isfinite(run["backward"]["backward_over_forward"]) and run["backward"]["gradients_finite"]
     assert run["profile"]["torch_ops"] and run["profile"]["python_functions"]
     targets = {t["target"]: t for t in run["targets"]}
     assert targets["B=1, n=6 latency <= 5 ms"]["met"] in ("yes", "NO")
     assert targets["B=1, n=5 latency <= 2 ms"]["met"] in ("yes", "NO")
+    assert targets["B=1, n=6 latency <= 5 ms, compiled"]["met"] == "n/a"  # B=1 not compiled in this run
     assert any(t["met"] == "n/a" for t in run["targets"])  # B=128 was not run: reported, not invented
     text = (out / "tiny.md").read_text()
-    headings = ("## Solve times", "## Ratios and the factorization limit", "## Flop bound",
+    headings = ("## Solve times", "## Ratios and the factorization limit", "## Compiled", "## Flop bound",
                 "## Backward vs forward", "## Profile of one solve", "## Targets")
     for heading in headings:
         assert heading in text

@@ -1,0 +1,49 @@
+"""The compiled fixed-shape mode (``compile=True``): the same answers as the eager fixed-shape
+mode, compiled once per shape, and settings it refuses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from qpbench.generators import generate
+from qpbench.problem import QPBatch
+from qpbench.solver import solve
+from qpbench.status import Status
+
+
+@pytest.fixture(scope="module")
+def batch() -> QPBatch:
+    """Feasible problems and a primal infeasible one, of one shape."""
+    return QPBatch.concat([generate("optnet_random", 3, 6, seed=4), generate("primal_infeasible", 1, 6, seed=6)])
+
+
+@pytest.mark.parametrize("kkt_form", ["dual", "reduced"])
+def test_compiled_solves_match_the_eager_fixed_shape_mode(batch: QPBatch, kkt_form: str) -> None:
+    eager = solve(batch, mode="fixed", kkt_form=kkt_form)
+    assert eager.info.kkt_form == kkt_form
+    assert eager.statuses()[-1] == Status.PRIMAL_INFEASIBLE and eager.solved[:3].all()
+    for _ in range(3):  # eager counting, then compiling, then the compiled code reused
+        compiled = solve(batch, compile=True, kkt_form=kkt_form)
+        assert compiled.info.mode == "fixed"
+        assert compiled.statuses() == eager.statuses()
+        assert torch.equal(compiled.iterations, eager.iterations)
+        assert compiled.work == eager.work
+        assert torch.allclose(compiled.z[:3], eager.z[:3], atol=1e-9, rtol=0)
+
+
+def test_a_compiled_shape_is_not_compiled_again(batch: QPBatch) -> None:
+    for _ in range(2):
+        solve(batch, compile=True, kkt_form="dual")
+    graphs = counters["stats"]["unique_graphs"]
+    solve(batch, compile=True, kkt_form="dual")
+    assert counters["stats"]["unique_graphs"] == graphs
+    solve(batch, compile=True, kkt_form="dual", eps_abs=1e-7)  # other constants: compiled anew
+    solve(batch, compile=True, kkt_form="dual", eps_abs=1e-7)
+    assert counters["stats"]["unique_graphs"] > graphs
+
+
+def test_compile_needs_the_fixed_shape_mode() -> None:
+    with pytest.raises(ValueError, match="compile=True needs mode 'fixed' or 'auto'"):
+        solve(generate("box", 1, 4), compile=True, mode="compact")
