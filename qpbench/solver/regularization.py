@@ -15,7 +15,7 @@ stabilizes degenerate and infeasible problems. A failed factorization raises bot
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -107,6 +107,12 @@ class Prox:
     def nu_bar(self) -> Tensor:
         return self.centre[:, self.n + self.m :]
 
+    def moved(self, params: Tensor, floor: Tensor, centre: Tensor, stalls: Tensor, previous: Tensor) -> Prox:
+        """This state with new tensors (spelled out rather than ``dataclasses.replace``, whose
+        walk over the fields a compiled iteration would have to guard on every call)."""
+        return Prox(params, floor, centre, stalls, previous, self.n, self.m, self.primal_prox, self.finetune_floor,
+                    self.floor_cap)
+
     def displacement(self, it: Iterate) -> Tensor:
         """The iterate minus the prox centre, packed as the iterate (zero slack part): the sum of
         the steps since the centres last moved, which points along a certificate when the
@@ -170,8 +176,7 @@ def update(
         ],
         dim=1,
     )
-    return replace(
-        prox,
+    return prox.moved(
         params=params,
         floor=torch.where(finetune, prox.finetune_floor, prox.floor),
         centre=centre,
@@ -188,4 +193,4 @@ def after_failure(prox: Prox, failed: Tensor) -> Prox:
     params = torch.maximum(prox.params * up, floor.unsqueeze(-1))
     if not prox.primal_prox:
         params[:, RHO] = 0.0
-    return replace(prox, params=params, floor=floor)
+    return prox.moved(params, floor, prox.centre, prox.stalls, prox.previous)
