@@ -218,7 +218,12 @@ def run_inhouse_compiled(batch: QPBatch, args: argparse.Namespace, eager: dict[s
     first solve of a shape runs eagerly and counts its work, the second compiles), then timed
     like the eager solver; with how many solves the compile time takes to pay back."""
     from qpbench.solver import solve
+    from qpbench.solver.compiled import compiler_missing
     from qpbench.status import Status
+
+    why = compiler_missing(batch.device.type)
+    if why is not None:
+        return {"solver": "inhouse-compiled", "skipped": why}
 
     def run() -> Any:
         return solve(batch, eps_abs=ACCURACY, eps_rel=0.0, compile=True)
@@ -397,7 +402,7 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
     inhouse = results[0]["solve"]["median"]
     timed = [r for r in results[1:] if "solve" in r and r["solver"] != "inhouse-compiled"]
     out: dict[str, Any] = {r["solver"]: r["solve"]["median"] / inhouse for r in timed}
-    compiled = next((r for r in results if r["solver"] == "inhouse-compiled"), None)
+    compiled = next((r for r in results if r["solver"] == "inhouse-compiled" and "solve" in r), None)
     if compiled is not None:  # the same ratios for the compiled solver
         out["compiled"] = {r["solver"]: r["solve"]["median"] / compiled["solve"]["median"] for r in timed}
     looped = [r for r in timed if r["solver"] in LOOPED_SOLVERS]
@@ -582,7 +587,8 @@ def markdown(data: dict[str, Any]) -> str:
                 f"{_ms(ih['limit']['total'])} | {_ms(ih['limit'].get('once'))} | {_ms(ih['limit']['per_iteration'])} | "
                 f"{_ms(ih['time_per_iteration'])} | {_ms(ih['limit'].get('per_iteration_spread'))} | "
                 f"{ih['iteration_over_limit']:.2f} |")
-        compiled = [(c, r) for c in run["cases"] for r in c["results"] if r["solver"] == "inhouse-compiled"]
+        compiled = [(c, r) for c in run["cases"] for r in c["results"]
+                    if r["solver"] == "inhouse-compiled" and "solve" in r]
         if compiled:
             lines += ["", f"## Compiled (`compile=True`), {threads} torch thread(s)", "",
                       "Compile time: the first two solves of the shape in a process whose TorchInductor cache "
@@ -645,8 +651,8 @@ def markdown(data: dict[str, Any]) -> str:
 
 def _compiled_ms(case: dict[str, Any] | None) -> float | None:
     """The compiled solver's median in ms, None where it did not run."""
-    rec = next((r for r in case["results"] if r["solver"] == "inhouse-compiled"), None) if case else None
-    return rec["solve"]["median"] * 1e3 if rec else None
+    timed = [r for r in case["results"] if r["solver"] == "inhouse-compiled" and "solve" in r] if case else []
+    return timed[0]["solve"]["median"] * 1e3 if timed else None
 
 
 def targets(run: dict[str, Any], main_n: int) -> list[dict[str, str]]:

@@ -11,10 +11,14 @@ from qpbench.generators import generate
 from qpbench.layer import QPFunction
 from qpbench.problem import QPBatch
 from qpbench.solver import SolverSettings, solve
+from qpbench.solver.compiled import compiler_missing
 from qpbench.status import Status
 
 # TorchInductor's own deprecation warning while it compiles; nothing of this project's.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch._prims_common.check` is deprecated:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch._prims_common.check` is deprecated:FutureWarning"),
+    pytest.mark.skipif(compiler_missing("cpu") is not None, reason=str(compiler_missing("cpu"))),
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,14 @@ def test_gradients_through_a_compiled_solve_are_the_eager_ones(batch: QPBatch) -
         grads[compiled] = [t.grad for t in data]
     for eager, compiled in zip(grads[False], grads[True], strict=True):
         assert torch.allclose(compiled, eager, atol=1e-10, rtol=0)
+
+
+def test_a_missing_compiler_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qpbench.solver import compiled
+
+    monkeypatch.setattr(compiled, "compiler_missing", lambda device_type: "no C++ compiler (test)")
+    with pytest.raises(RuntimeError, match="compile=True cannot run on cpu: no C\\+\\+ compiler"):
+        solve(generate("box", 1, 4), compile=True)
 
 
 def test_compile_needs_the_fixed_shape_mode() -> None:

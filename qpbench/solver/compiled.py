@@ -16,6 +16,7 @@ counting while tracing), so each compiled call adds the counts of that first, ea
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
@@ -35,6 +36,28 @@ _RECOMPILE_LIMIT = 64
 
 _compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
 _work_per_call: dict[tuple[Callable[..., Any], Hashable], WorkCounts] = {}
+
+
+@functools.cache
+def compiler_missing(device_type: str) -> str | None:
+    """Why ``compile=True`` cannot run on this device type here, or None. On the CPU,
+    TorchInductor builds its kernels with a C++ compiler."""
+    if device_type != "cpu":
+        return None
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception as exc:  # TorchInductor's own error type for a missing compiler
+        return f"no C++ compiler for torch.compile's CPU kernels ({type(exc).__name__}: {exc})"
+    return None
+
+
+def require_compiler(device: torch.device) -> None:
+    """Raise before compiling, with what to do, when ``compiler_missing`` says why it cannot."""
+    why = compiler_missing(device.type)
+    if why is not None:
+        raise RuntimeError(f"compile=True cannot run on {device.type}: {why}; install one (g++) or use compile=False")
 
 
 def compiled_version(fn: Callable[..., T]) -> Callable[..., T]:

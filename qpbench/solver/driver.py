@@ -28,7 +28,7 @@ from torch import Tensor
 
 from qpbench.problem import QPBatch
 from qpbench.solver.certificates import DataNorms, primal_infeasible, unbounded
-from qpbench.solver.compiled import run_compiled
+from qpbench.solver.compiled import require_compiler, run_compiled
 from qpbench.solver.graphs import GraphIteration
 from qpbench.solver.kkt import DualKKT, KKTSystem, ReducedKKT, dual_form_suitable
 from qpbench.solver.kkt.dual import power_start
@@ -580,6 +580,8 @@ def prepare(batch: QPBatch, scaling_iters: int, scale_cost: bool) -> tuple[Scale
 def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     t0 = time.perf_counter()
     settings = settings.resolved(batch.dtype, batch.device)
+    if settings.compile:
+        require_compiler(batch.device)
     work = WorkCounts()
     compute = Compute(settings.compile, work)
     B, n, m, k = batch.batch_size, batch.n, batch.m, batch.k
