@@ -7,8 +7,8 @@ factorizations and triangular solves called as library kernels), an iteration co
 of that. The fixed-shape mode's steps are what compiles without breaks: no data-dependent
 shapes and no host synchronization.
 
-A step is compiled once per (function, shapes, dtype, device, form) and reused by later solves
-of the same shapes in the process (TorchInductor also caches the generated code on disk, so a
+A step is compiled once per (function, shapes, dtype, device, form, settings) and reused by
+later solves of the same in the process (TorchInductor also caches the generated code on disk, so a
 new process recompiles faster). The first call with a new key runs eagerly instead, to count
 its work: compiled code must not bake the work counters' values in (``WorkCounts.add`` skips
 counting while tracing), so each compiled call adds the counts of that first, eager call.
@@ -24,8 +24,8 @@ import torch
 
 from qpbench.solver.result import WorkCounts
 
-# Inductor's size and alignment checks of every buffer cost about as much as the fused kernels
-# at batch size 1; the shapes are fixed by the guards already.
+# Inductor checks the size and alignment of every buffer on every call; dynamo's guards have
+# fixed the shapes already, so at batch size 1 the checks are pure overhead.
 _OPTIONS = {"size_asserts": False, "alignment_asserts": False}
 
 T = TypeVar("T")
