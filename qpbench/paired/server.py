@@ -232,7 +232,6 @@ def serve(units: list[Unit], run_id: str, threads: int, requests: TextIO, replie
             reply({"error": f"{type(exc).__name__}: {exc}"})
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qpbench.paired.server", description=__doc__)
     parser.add_argument("suite", type=Path, help="suite file (the same for both builds)")

@@ -236,7 +236,6 @@ class _EventSink:
         return {"job": self.job.index, "kind": kind, "key": key, "row": text, "worker": self.worker.address}
 
 
-
 def _cancelled(worker: Any) -> bool:
     try:
         task = worker.state.tasks.get(worker.get_current_task())

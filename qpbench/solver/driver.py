@@ -217,37 +217,44 @@ def classify(ws: Working, meas: Measures, products: DirectionProducts | None, se
 _MAX_UNCONFIRMED = 5
 
 
-def confirm_pending(ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float) -> None:
-    """Problems that converged in scaled units (SOLVED, not yet confirmed) stay SOLVED only where
-    the original data agree (``verify``); the others go on iterating, and after
-    ``_MAX_UNCONFIRMED`` refusals stop as SOLVED_INACCURATE. Costs a synchronization; only
-    iterations in which some problem converged pay for the check itself."""
-    track = ws.track
-    rows = torch.nonzero((track.status == int(Status.SOLVED)) & ~track.confirmed).squeeze(1)
-    if not rows.numel():
-        return
-    origin = track.origin[rows]
-    z, _, lam, nu = unscale(select_rows(ws.kkt.prob, rows), ws.it.x[rows], ws.it.n, ws.it.m, absent[origin])
-    ok = confirmed(original, origin, z, lam, nu, eps_abs, eps_rel)
-    track.confirmed = track.confirmed.index_fill(0, rows[ok], True)
-    refused = rows[~ok]
-    track.unconfirmed = track.unconfirmed.index_add(0, refused, torch.ones_like(refused, dtype=torch.int32))
-    verdict = torch.where(track.unconfirmed[refused] >= _MAX_UNCONFIRMED, int(Status.SOLVED_INACCURATE), RUNNING)
-    track.status = track.status.index_put((refused,), verdict.to(track.status.dtype))
+def pending_confirmation(track: Track) -> Tensor:
+    """(B,) the problems that converged in scaled units and are not confirmed yet."""
+    return (track.status == int(Status.SOLVED)) & ~track.confirmed
 
 
-def confirm_all(ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float) -> None:
-    """``confirm_pending`` for the fixed-shape mode: the check made on every problem's iterate,
-    its verdict applied to the problems pending; no data-dependent shape, so it compiles."""
-    track = ws.track
-    pending = (track.status == int(Status.SOLVED)) & ~track.confirmed
-    z, _, lam, nu = unscale(ws.kkt.prob, ws.it.x, ws.it.n, ws.it.m, absent[track.origin])
-    ok = confirmed(original, track.origin, z, lam, nu, eps_abs, eps_rel)
+def record_confirmation(track: Track, pending: Tensor, ok: Tensor) -> None:
+    """The verdicts of a confirmation, (B,) masks: the problems checked and those the original
+    data agree on. Confirmed ones stay SOLVED; the others go on iterating, and after
+    ``_MAX_UNCONFIRMED`` refusals stop as SOLVED_INACCURATE."""
     track.confirmed = track.confirmed | (pending & ok)
     refused = pending & ~ok
     track.unconfirmed = track.unconfirmed + refused.to(torch.int32)
     verdict = torch.where(track.unconfirmed >= _MAX_UNCONFIRMED, int(Status.SOLVED_INACCURATE), RUNNING)
     track.status = torch.where(refused, verdict.to(track.status.dtype), track.status)
+
+
+def confirm_pending(ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float) -> None:
+    """Problems that converged in scaled units stay SOLVED only where the original data agree
+    (``verify``, ``record_confirmation``), checked for those rows only. Costs a synchronization;
+    only iterations in which some problem converged pay for the check itself."""
+    track = ws.track
+    pending = pending_confirmation(track)
+    rows = torch.nonzero(pending).squeeze(1)
+    if not rows.numel():
+        return
+    origin = track.origin[rows]
+    z, _, lam, nu = unscale(select_rows(ws.kkt.prob, rows), ws.it.x[rows], ws.it.n, ws.it.m, absent[origin])
+    ok = confirmed(original, origin, z, lam, nu, eps_abs, eps_rel)
+    record_confirmation(track, pending, torch.zeros_like(pending).index_fill(0, rows[ok], True))
+
+
+def confirm_all(ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float) -> None:
+    """``confirm_pending`` for the fixed-shape mode: the check made on every problem's iterate,
+    its verdict recorded for the problems pending; no data-dependent shape, so it compiles."""
+    track = ws.track
+    z, _, lam, nu = unscale(ws.kkt.prob, ws.it.x, ws.it.n, ws.it.m, absent[track.origin])
+    ok = confirmed(original, track.origin, z, lam, nu, eps_abs, eps_rel)
+    record_confirmation(track, pending_confirmation(track), ok)
 
 
 # A problem whose merit has not improved by a tenth for this many iterations stops
@@ -363,8 +370,8 @@ class Phase:
     last: bool | Tensor  # the iteration max_iter: problems still running stop there
 
     @staticmethod
-    def at(iteration: int | Tensor, max_iter: int) -> Phase:
-        return Phase(isinstance(iteration, int) and iteration == 0, iteration < EARLY_ITERATIONS, iteration == max_iter)
+    def at(iteration: int | Tensor, max_iter: int, first: bool) -> Phase:
+        return Phase(first, iteration < EARLY_ITERATIONS, iteration == max_iter)
 
 
 def observe(ws: Working, phase: Phase, suspects: Suspects, ctx: Context) -> Residuals:
@@ -403,7 +410,7 @@ class Compacting(IterationMode):
         suspects = Suspects()
         loops = 0
         for iteration in range(settings.max_iter + 1):
-            r = observe(ws, Phase.at(iteration, settings.max_iter), suspects, ctx)
+            r = observe(ws, Phase.at(iteration, settings.max_iter, first=iteration == 0), suspects, ctx)
             confirm_pending(ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
             active = ws.track.status == RUNNING
             # The iteration's one synchronization: problems left, and which tests are due.
@@ -430,8 +437,7 @@ class Compacting(IterationMode):
 
 def fixed_iteration(ws: Working, first: bool, iteration: int | Tensor, suspects: Suspects, ctx: Context) -> None:
     """One whole iteration of the fixed-shape mode (``iteration`` a 0-d tensor when compiled)."""
-    phase = Phase(first, iteration < EARLY_ITERATIONS, iteration == ctx.settings.max_iter)
-    take_step(ws, observe(ws, phase, suspects, ctx), ctx.settings)
+    take_step(ws, observe(ws, Phase.at(iteration, ctx.settings.max_iter, first), suspects, ctx), ctx.settings)
 
 
 class Steps:
@@ -452,7 +458,7 @@ class Steps:
         """The end of a block, its host synchronization: confirm the problems that converged
         (on the original data), and say whether every problem has a status."""
         track = self.ws.track
-        pending = (track.status == int(Status.SOLVED)) & ~track.confirmed
+        pending = pending_confirmation(track)
         n_pending, n_running = torch.stack([pending.sum(), (track.status == RUNNING).sum()]).tolist()
         if not n_pending:
             return n_running == 0
@@ -523,7 +529,7 @@ class FixedShape(IterationMode):
             step(iteration)
             if (iteration + 1) % settings.check_every == 0 and step.finished():
                 return ws, iteration + 1
-        observe(ws, Phase.at(settings.max_iter, settings.max_iter), suspects, ctx)
+        observe(ws, Phase.at(settings.max_iter, settings.max_iter, first=False), suspects, ctx)
         return ws, settings.max_iter
 
 

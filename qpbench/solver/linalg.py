@@ -20,16 +20,21 @@ from torch import Tensor
 _POTRF = {torch.float64: lapack.dpotrf, torch.float32: lapack.spotrf}
 
 
-# The LAPACK loop as a custom operator, so that a torch.compile'd iteration keeps it (as an opaque
-# library call) instead of breaking its graph at the NumPy conversion.
-@torch.library.custom_op("qpbench::potrf_lower_", mutates_args=("M",), device_types="cpu")
-def _potrf_lower_(M: Tensor) -> Tensor:
+def _lapack_loop(M: Tensor) -> Tensor:
     """Factor each contiguous (B, n, n) matrix in place by LAPACK; returns the (B,) info codes.
     The row-major matrix seen in Fortran order is its transpose, which is the same matrix: potrf
     writes L' into the row-major upper triangle, i.e. L into M.mT."""
     potrf = _POTRF[M.dtype]
     info = [potrf(a.T, lower=True, overwrite_a=True, clean=False)[1] for a in M.numpy()]
     return torch.tensor(info, dtype=torch.int32)
+
+
+# The LAPACK loop as a custom operator, so that a torch.compile'd iteration keeps it (as an opaque
+# library call) instead of breaking its graph at the NumPy conversion. Eager code calls the loop
+# itself: the operator's dispatch would cost every factorization some microseconds for nothing.
+@torch.library.custom_op("qpbench::potrf_lower_", mutates_args=("M",), device_types="cpu")
+def _potrf_lower_(M: Tensor) -> Tensor:
+    return _lapack_loop(M)
 
 
 @_potrf_lower_.register_fake
@@ -46,7 +51,7 @@ def cholesky(M: Tensor, overwrite: bool = False, lapack_loop: bool = True) -> tu
         L, info = torch.linalg.cholesky_ex(M)
         return L, info == 0
     work = M if overwrite and M.is_contiguous() else M.detach().clone(memory_format=torch.contiguous_format)
-    info = torch.ops.qpbench.potrf_lower_(work)
+    info = torch.ops.qpbench.potrf_lower_(work) if torch.compiler.is_compiling() else _lapack_loop(work)
     finite = torch.isfinite(work.diagonal(dim1=-2, dim2=-1)).all(-1)
     return work.mT, (info == 0) & finite
 

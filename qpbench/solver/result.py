@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -39,7 +39,7 @@ class WorkCounts:
         self.products += products
 
     def snapshot(self) -> WorkCounts:
-        return WorkCounts(self.iterations, self.factorizations, self.solves, self.products)
+        return replace(self)
 
     def since(self, before: WorkCounts) -> WorkCounts:
         """The work counted after ``before`` (a snapshot of this one)."""
