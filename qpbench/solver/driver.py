@@ -37,7 +37,7 @@ from qpbench.solver.measures import DirectionProducts, Measures, Residuals, meas
 from qpbench.solver.newton import initial_point, predictor_corrector
 from qpbench.solver.regularization import EARLY_ITERATIONS, Prox, after_failure, update
 from qpbench.solver.result import FormGroup, QPSolution, SolveInfo, WorkCounts
-from qpbench.solver.scaling import ScaledProblem, equilibrate
+from qpbench.solver.scaling import ScaledProblem, Scaling, equilibrate
 from qpbench.solver.settings import SolverSettings
 from qpbench.solver.state import Iterate, select_rows
 from qpbench.solver.verify import confirmed
@@ -243,7 +243,7 @@ def confirm_pending(ws: Working, original: QPBatch, absent: Tensor, eps_abs: flo
     if not rows.numel():
         return
     origin = track.origin[rows]
-    z, _, lam, nu = unscale(select_rows(ws.kkt.prob, rows), ws.it.x[rows], ws.it.n, ws.it.m, absent[origin])
+    z, _, lam, nu = unscale(select_rows(ws.kkt.prob.scaling, rows), ws.it.x[rows], ws.it.n, ws.it.m, absent[origin])
     ok = confirmed(original, origin, z, lam, nu, eps_abs, eps_rel)
     record_confirmation(track, pending, torch.zeros_like(pending).index_fill(0, rows[ok], True))
 
@@ -252,7 +252,7 @@ def confirm_all(ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, 
     """``confirm_pending`` for the fixed-shape mode: the check made on every problem's iterate,
     its verdict recorded for the problems pending; no data-dependent shape, so it compiles."""
     track = ws.track
-    z, _, lam, nu = unscale(ws.kkt.prob, ws.it.x, ws.it.n, ws.it.m, absent[track.origin])
+    z, _, lam, nu = unscale(ws.kkt.prob.scaling, ws.it.x, ws.it.n, ws.it.m, absent[track.origin])
     ok = confirmed(original, track.origin, z, lam, nu, eps_abs, eps_rel)
     record_confirmation(track, pending_confirmation(track), ok)
 
@@ -565,7 +565,7 @@ def run_form(
 
 
 # --------------------------------------------------------------------------- the whole batch
-def unscale(P: ScaledProblem, x: Tensor, n: int, m: int, absent: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def unscale(P: Scaling, x: Tensor, n: int, m: int, absent: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(z, s, lam, nu) in the original units; rows without bound get lam = 0, s = +inf."""
     it = Iterate(x, n, m)
     c = P.c.unsqueeze(-1)
@@ -609,7 +609,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
         x[plan.index], status[plan.index], iterations[plan.index] = out.x, out.status, out.iterations
         groups.append(FormGroup(kkt.name, plan.index, kkt, out.rho, out.delta))
         loops += out.loops
-    z, s, lam, nu = unscale(P, x, n, m, absent)
+    z, s, lam, nu = unscale(P.scaling, x, n, m, absent)
     info = SolveInfo(
         settings=settings,
         mode=mode.name,

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
-from qpbench.solver.kkt import bmtv, bmv
+from qpbench.solver.kkt import bmtv
 from qpbench.solver.measures import Residuals, tolerance_ratios
 from qpbench.solver.scaling import ScaledProblem, neutralize_absent_rows
 from qpbench.solver.state import Iterate
@@ -34,20 +34,11 @@ def confirmed(
         return (res["primal"] <= eps_abs) & (res["dual"] <= eps_abs) & (res["gap"] <= eps_abs)
     # The scales of a relative tolerance, on the original data (absent rows neutralized).
     G, h, _ = neutralize_absent_rows(data["G"], data["h"])
-    P = ScaledProblem(
-        data["Q"],
-        data["p"],
-        G,
-        h,
-        data["A"],
-        data["b"],
-        D=torch.ones_like(z),
-        E=torch.ones_like(h),
-        F=torch.ones_like(data["b"]),
-        c=z.new_ones(len(rows)),
-    )
-    Qz, Gz, Az = bmv(P.Q, z), bmv(G, z), bmv(P.A, z)
-    Cty = bmtv(G, lam) + bmtv(P.A, nu)
+    P = ScaledProblem.pack(data["Q"], data["p"], G, h, data["A"], data["b"])
+    n, m = P.n, h.shape[-1]
+    QGAz = bmtv(P.QCt, z)  # [Qz, Gz, Az] in one pass over the data
+    Qz, Gz, Az = QGAz[:, :n], QGAz[:, n : n + m], QGAz[:, n + m :]
+    Cty = bmtv(P.C, torch.cat([lam, nu], dim=-1))
     r = Residuals(r_d=Qz + P.p + Cty, r_in=Gz - h, r_eq=Az - P.b, Qz=Qz, Gz=Gz, Az=Az, Cty=Cty)
     return tolerance_ratios(
         res["primal"], res["dual"], res["gap"], P, Iterate.pack(z, lam, lam, nu), r, eps_abs, eps_rel

@@ -50,7 +50,8 @@ class KKTSystem(abc.ABC):
 
     Also holds the products with the problem data that the iteration needs, in one layout for
     both forms: ``QCt = [Q, G', A']`` (B, n, n+m+k), so that Q x, G x and A x of several row
-    vectors x come from one pass over the data, and C = [G; A] (B, m+k, n) for C' y.
+    vectors x come from one pass over the data, and C = [G; A] (B, m+k, n) for C' y, a view of
+    the same memory (``ScaledProblem``).
     """
 
     name: ClassVar[str]
@@ -58,9 +59,8 @@ class KKTSystem(abc.ABC):
     def __init__(self, prob: ScaledProblem, work: WorkCounts) -> None:
         self.prob = prob
         self.work = work
-        self.n, self.m, self.k = prob.Q.shape[-1], prob.G.shape[1], prob.A.shape[1]
-        self.C = torch.cat([prob.G, prob.A], dim=1) if self.k else prob.G  # (B, m+k, n)
-        self.QCt = torch.cat([prob.Q, self.C.mT], dim=2)  # (B, n, n+m+k)
+        self.n, self.m, self.k = prob.n, prob.h.shape[-1], prob.b.shape[-1]
+        self.C, self.QCt = prob.C, prob.QCt  # views of the problem's one copy of the matrices
 
     @property
     def batch_size(self) -> int:
@@ -135,4 +135,4 @@ class KKTSystem(abc.ABC):
     def _select_common(self, new: KKTSystem, idx: Tensor) -> None:
         new.prob, new.work = self.prob.select(idx), self.work
         new.n, new.m, new.k = self.n, self.m, self.k
-        new.C, new.QCt = self.C[idx], self.QCt[idx]
+        new.C, new.QCt = new.prob.C, new.prob.QCt

@@ -73,9 +73,10 @@ class DualKKT(KKTSystem):
         # Y' = C Q^-1 and K = C Y from two triangular solves from the right (row layout, no
         # transposed copies) and one product. S = [Y', K] makes [Y dy; K dy] one product dy' S.
         X = torch.linalg.solve_triangular(self.Lq.mT, self.C, upper=True, left=False)  # C L^-T
-        Yt = torch.linalg.solve_triangular(self.Lq, X, upper=False, left=False)  # C Q^-1
-        self.K = torch.matmul(X, X.mT)  # (B, m+k, m+k)
-        self.S = torch.cat([Yt, self.K], dim=2)  # (B, m+k, n+m+k)
+        r = X.shape[1]
+        self.S = X.new_empty(X.shape[0], r, self.n + r)  # (B, m+k, n+m+k)
+        self.S[..., : self.n] = torch.linalg.solve_triangular(self.Lq, X, upper=False, left=False)  # C Q^-1
+        self.K = torch.matmul(X, X.mT, out=self.S[..., self.n :])  # a view: one copy to keep and compact
         self._qp: Tensor | None = None  # [Q^-1 p; C Q^-1 p], for newton_rhs
         self._work: Tensor | None = None  # the factorization's buffer, reused every iteration
         self._L: Tensor | None = None
@@ -85,7 +86,7 @@ class DualKKT(KKTSystem):
         # One buffer, overwritten by each factorization: a fresh 10 MB copy per iteration was
         # measured several times slower than copying into a reused one.
         if self._work is None:
-            self._work = torch.empty_like(self.K)
+            self._work = torch.empty_like(self.K, memory_format=torch.contiguous_format)
         M = self._work.copy_(self.K)
         diag = M.diagonal(dim1=-2, dim2=-1)
         diag[:, : self.m].add_(w_inv)
@@ -121,7 +122,8 @@ class DualKKT(KKTSystem):
     def select(self, idx: Tensor) -> DualKKT:
         new = object.__new__(DualKKT)
         self._select_common(new, idx)
-        new.Lq, new.K, new.S = self.Lq[idx], self.K[idx], self.S[idx]
+        new.Lq, new.S = self.Lq[idx], self.S[idx]
+        new.K = new.S[..., self.n :]
         new._qp = None if self._qp is None else self._qp[idx]
         new._work = new._L = None
         return new
