@@ -109,6 +109,33 @@ def measure(
     return result, TimingStats(tuple(times))
 
 
+def interleaved_ratio(
+    reference: Callable[[], Any],
+    other: Callable[[], Any],
+    *,
+    rounds: int,
+    device: torch.device | str | None = None,
+) -> TimingStats:
+    """``other``'s time over ``reference``'s, one ratio per round, both timed back to back in
+    each round (no warm-up: the callers have run both already).
+
+    On a shared machine the speed drifts by tens of percent over minutes, rarely within the
+    seconds of one round, so the ratio of two calls made together varies much less than the
+    ratio of two medians taken minutes apart. The order alternates from round to round, so that
+    a drift within a round favours neither side. The stats hold the ratios, not seconds.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    ratios = []
+    for r in range(rounds):
+        if r % 2 == 0:
+            t_ref, t_other = timed_call(reference, device)[1], timed_call(other, device)[1]
+        else:
+            t_other, t_ref = timed_call(other, device)[1], timed_call(reference, device)[1]
+        ratios.append(t_other / max(t_ref, 1e-12))
+    return TimingStats(tuple(ratios))
+
+
 def calibration_time(
     batch_size: int,
     n: int,

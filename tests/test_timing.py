@@ -7,7 +7,15 @@ import time
 import pytest
 import torch
 
-from qpbench.timing import TimingStats, calibration_time, measure, pinned_threads, synchronize, timed_call
+from qpbench.timing import (
+    TimingStats,
+    calibration_time,
+    interleaved_ratio,
+    measure,
+    pinned_threads,
+    synchronize,
+    timed_call,
+)
 
 
 def test_measure_runs_warmups_untimed_then_repeats() -> None:
@@ -64,3 +72,22 @@ def test_calibration_time_is_a_positive_median_and_checks_sizes() -> None:
     assert calibration_time(2, 4, dtype=torch.float32) > 0
     with pytest.raises(ValueError, match="batch_size"):
         calibration_time(0, 8)
+
+
+def test_interleaved_ratio_times_both_each_round_in_alternating_order() -> None:
+    calls: list[str] = []
+
+    def fast() -> None:
+        calls.append("ref")
+        time.sleep(0.002)
+
+    def slow() -> None:
+        calls.append("other")
+        time.sleep(0.008)
+
+    stats = interleaved_ratio(fast, slow, rounds=4)
+    assert stats.repeats == 4
+    assert calls == ["ref", "other", "other", "ref", "ref", "other", "other", "ref"]
+    assert 2.0 < stats.median < 8.0  # slept 4x as long; sleeping only overshoots
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved_ratio(fast, slow, rounds=0)

@@ -31,7 +31,9 @@ def _max_abs(t: Tensor) -> Tensor:
     """(B,) largest |entry| of each problem's (B, ...) tensor; 0 when empty."""
     if t.numel() == 0:
         return t.new_zeros(t.shape[0])
-    return t.abs().flatten(1).amax(-1)
+    # From the extremes, in one pass and without a copy of |t| (the data's size, at B = 1024).
+    low, high = torch.aminmax(t.flatten(1), dim=-1)
+    return torch.maximum(high, -low)
 
 
 @dataclass

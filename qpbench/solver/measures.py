@@ -12,13 +12,26 @@ element-wise rescaling of the scaled residual, so nothing is formed again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from qpbench.solver.kkt import KKTSystem
-from qpbench.solver.scaling import ScaledProblem
 from qpbench.solver.state import Iterate
+
+
+class ProblemVectors(Protocol):
+    """What the measures read of a problem: its vectors and scaling factors, no matrix (a
+    ``ScaledProblem`` is one)."""
+
+    p: Tensor
+    h: Tensor
+    b: Tensor
+    D: Tensor
+    E: Tensor
+    F: Tensor
+    c: Tensor
 
 
 def inf_norm(x: Tensor) -> Tensor:
@@ -102,7 +115,7 @@ class Measures:
         return self.merit <= 1
 
 
-def measure(P: ScaledProblem, it: Iterate, r: Residuals, eps_abs: float, eps_rel: float) -> Measures:
+def measure(P: ProblemVectors, it: Iterate, r: Residuals, eps_abs: float, eps_rel: float) -> Measures:
     """The three residuals in the original units, and their ratios to eps_abs + eps_rel * scale
     (the scales cost twelve reductions, skipped when eps_rel = 0)."""
     c = P.c.unsqueeze(-1)
@@ -114,13 +127,13 @@ def measure(P: ScaledProblem, it: Iterate, r: Residuals, eps_abs: float, eps_rel
     return tolerance_ratios(primal, dual, gap, P, it, r, eps_abs, eps_rel)
 
 
-def _gap(P: ScaledProblem, it: Iterate, r: Residuals) -> Tensor:
+def _gap(P: ProblemVectors, it: Iterate, r: Residuals) -> Tensor:
     """(B,) z'Qz + p'z + h'lam + b'nu (scaled units), as z'(r_d - C'y) + [h; b]'y."""
     hb = torch.cat([P.h, P.b], dim=-1) if P.b.shape[-1] else P.h
     return (it.z * (r.r_d - r.Cty)).sum(-1) + (it.y * hb).sum(-1)
 
 
-def _gap_terms(P: ScaledProblem, it: Iterate, r: Residuals) -> Tensor:
+def _gap_terms(P: ProblemVectors, it: Iterate, r: Residuals) -> Tensor:
     """(4, B) z'Qz, p'z, h'lam, b'nu (scaled units)."""
     return torch.stack([(it.z * r.Qz).sum(-1), (P.p * it.z).sum(-1), (P.h * it.lam).sum(-1), (P.b * it.nu).sum(-1)])
 
@@ -129,7 +142,7 @@ def tolerance_ratios(
     primal: Tensor,
     dual: Tensor,
     gap: Tensor,
-    P: ScaledProblem,
+    P: ProblemVectors,
     it: Iterate,
     r: Residuals,
     eps_abs: float,

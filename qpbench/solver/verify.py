@@ -9,14 +9,33 @@ in float64, agrees.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
-from qpbench.solver.kkt import bmtv
+from qpbench.solver.kkt import bmtv, bmv
 from qpbench.solver.measures import Residuals, tolerance_ratios
-from qpbench.solver.scaling import ScaledProblem, neutralize_absent_rows
+from qpbench.solver.scaling import neutralize_absent_rows
 from qpbench.solver.state import Iterate
+
+
+@dataclass
+class _Unscaled:
+    """The original problem's vectors, with the factors of no scaling (``ProblemVectors``)."""
+
+    p: Tensor
+    h: Tensor
+    b: Tensor
+    D: Tensor = field(init=False)
+    E: Tensor = field(init=False)
+    F: Tensor = field(init=False)
+    c: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.D, self.E, self.F = torch.ones_like(self.p), torch.ones_like(self.h), torch.ones_like(self.b)
+        self.c = self.p.new_ones(self.p.shape[0])
 
 
 def confirmed(
@@ -34,11 +53,9 @@ def confirmed(
         return (res["primal"] <= eps_abs) & (res["dual"] <= eps_abs) & (res["gap"] <= eps_abs)
     # The scales of a relative tolerance, on the original data (absent rows neutralized).
     G, h, _ = neutralize_absent_rows(data["G"], data["h"])
-    P = ScaledProblem.pack(data["Q"], data["p"], G, h, data["A"], data["b"])
-    n, m = P.n, h.shape[-1]
-    QGAz = bmtv(P.QCt, z)  # [Qz, Gz, Az] in one pass over the data
-    Qz, Gz, Az = QGAz[:, :n], QGAz[:, n : n + m], QGAz[:, n + m :]
-    Cty = bmtv(P.C, torch.cat([lam, nu], dim=-1))
+    P = _Unscaled(p=data["p"], h=h, b=data["b"])
+    Qz, Gz, Az = bmv(data["Q"], z), bmv(G, z), bmv(data["A"], z)
+    Cty = bmtv(G, lam) + bmtv(data["A"], nu)
     r = Residuals(r_d=Qz + P.p + Cty, r_in=Gz - h, r_eq=Az - P.b, Qz=Qz, Gz=Gz, Az=Az, Cty=Cty)
     return tolerance_ratios(
         res["primal"], res["dual"], res["gap"], P, Iterate.pack(z, lam, lam, nu), r, eps_abs, eps_rel
