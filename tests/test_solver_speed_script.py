@@ -83,6 +83,14 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
                 quadprog["solve"]["median"] / rec["solve"]["median"])
         else:
             assert "compiled" not in case["ratios"]
+        # --quick pairs its largest main-series batch (no target case runs): the limit always,
+        # qpth only where it ran (not asked for here).
+        if (case["n"], case["batch_size"]) == (6, 3):
+            pr = case["paired"]["limit"]
+            assert set(case["paired"]) == {"limit"} and pr["rounds"] == 2
+            assert 0 < pr["min"] <= pr["median"] <= pr["max"]
+        else:
+            assert "paired" not in case
     assert math.isfinite(run["backward"]["backward_over_forward"]) and run["backward"]["gradients_finite"]
     assert run["profile"]["torch_ops"] and run["profile"]["python_functions"]
     targets = {t["target"]: t for t in run["targets"]}
@@ -91,7 +99,8 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
     assert targets["B=1, n=6 latency <= 5 ms, compiled"]["met"] == "n/a"  # B=1 not compiled in this run
     assert any(t["met"] == "n/a" for t in run["targets"])  # B=128 was not run: reported, not invented
     text = (out / "tiny.md").read_text()
-    headings = ("## Solve times", "## Ratios and the factorization limit", "## Compiled", "## Flop bound",
+    headings = ("## Solve times", "## Ratios and the factorization limit", "## Paired ratios", "## Compiled",
+                "## Flop bound",
                 "## Backward vs forward", "## Profile of one solve", "## Targets")
     for heading in headings:
         assert heading in text
@@ -103,4 +112,6 @@ def test_bad_arguments_are_rejected() -> None:
         module.parse_args(["--solvers", "nosuch"])
     with pytest.raises(ValueError, match="large"):
         module.parse_args(["--large", "500"])
+    with pytest.raises(ValueError, match="paired-rounds"):
+        module.parse_args(["--paired-rounds", "-1"])
     assert module.main(["--repeats", "0"]) == 2
