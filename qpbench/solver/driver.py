@@ -90,7 +90,8 @@ def plan_forms(P: ScaledProblem, kkt_form: str, compute: Compute) -> list[FormPl
         )
     dual = torch.nonzero(suitable).squeeze(1)
     rest = torch.nonzero(~suitable).squeeze(1)
-    plans = [FormPlan(DualKKT, dual, L[dual])] if dual.numel() else []
+    everyone_dual = dual.numel() == B  # then no copy of the factors (the data's size)
+    plans = [FormPlan(DualKKT, dual, L if everyone_dual else L[dual])] if dual.numel() else []
     return plans + ([FormPlan(ReducedKKT, rest)] if rest.numel() else [])
 
 
