@@ -163,3 +163,23 @@ def test_solve_records_no_autograd_history() -> None:
     sol = solve(tracked)
     assert not sol.z.requires_grad and not sol.lam.requires_grad
     assert torch.allclose(sol.z, solve(batch).z)
+
+
+def test_scaled_data_is_held_once_in_the_products_layout() -> None:
+    """The scaled matrices live in one [Q, G', A'] buffer that Q, G, A and C = [G; A] view
+    (no second copy of the data per solve), with the values of the scaling's definition."""
+    from qpbench.solver.scaling import equilibrate
+
+    batch = generate("random_eq", 3, n=5, m=4, k=2, seed=1)
+    P, _ = equilibrate(batch, iterations=10)
+    assert P.QCt.shape == (3, 5, 5 + 4 + 2)
+    base = P.QCt.untyped_storage().data_ptr()
+    for view in (P.Q, P.G, P.A, P.C):
+        assert view.untyped_storage().data_ptr() == base
+    D, E, F, c = P.D, P.E, P.F, P.c.view(-1, 1, 1)
+    torch.testing.assert_close(P.Q, c * D.unsqueeze(-1) * batch.Q * D.unsqueeze(-2), rtol=1e-15, atol=0)
+    torch.testing.assert_close(P.G, E.unsqueeze(-1) * batch.G * D.unsqueeze(-2), rtol=1e-15, atol=0)
+    torch.testing.assert_close(P.A, F.unsqueeze(-1) * batch.A * D.unsqueeze(-2), rtol=1e-15, atol=0)
+    torch.testing.assert_close(P.C, torch.cat([P.G, P.A], dim=1), rtol=0, atol=0)
+    part = P.select(torch.tensor([2, 0]))
+    torch.testing.assert_close(part.G, P.G[[2, 0]], rtol=0, atol=0)
