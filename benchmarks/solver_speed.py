@@ -228,10 +228,12 @@ def run_inhouse(batch: QPBatch, args: argparse.Namespace) -> tuple[dict[str, Any
     return record, sol, solve_batch
 
 
-def run_inhouse_compiled(batch: QPBatch, args: argparse.Namespace, eager: dict[str, Any]) -> dict[str, Any]:
+def run_inhouse_compiled(batch: QPBatch, args: argparse.Namespace, eager: dict[str, Any],
+                         eager_fn: Callable[[], Any]) -> dict[str, Any]:
     """The in-house solver with ``compile=True``: the seconds until its code is compiled (the
     first solve of a shape runs eagerly and counts its work, the second compiles), then timed
-    like the eager solver; with how many solves the compile time takes to pay back."""
+    like the eager solver; its speedup over eager also paired (``--paired-rounds``: eager and
+    compiled solves back to back), and how many solves the compile time takes to pay back."""
     from qpbench.solver import solve
     from qpbench.solver.compiled import compiler_missing
     from qpbench.status import Status
@@ -248,13 +250,20 @@ def run_inhouse_compiled(batch: QPBatch, args: argparse.Namespace, eager: dict[s
     run()
     compile_seconds = time.perf_counter() - start
     sol, stats = measure(run, repeats=args.repeats, budget=args.case_budget, device=args.device, warmup=None)
-    saved = eager["solve"]["median"] - stats["median"]
+    speedup = eager["solve"]["median"] / stats["median"]
+    paired = None
+    if args.paired_rounds:
+        rounds = paired_rounds(args, eager["solve"]["median"] + stats["median"])
+        ratio = timing.interleaved_ratio(run, eager_fn, rounds=rounds, device=args.device)
+        paired = {"median": ratio.median, "min": ratio.min, "max": ratio.max, "rounds": ratio.repeats}
+        speedup = ratio.median
+    saved = stats["median"] * (speedup - 1)  # per solve, at the compiled median
     return {
         "solver": "inhouse-compiled", "solve": stats, "setup": None, "compile_seconds": compile_seconds,
         "iterations_loop": int(sol.info.iterations_loop), "kkt_form": sol.info.kkt_form,
         "solved": int((sol.status == int(Status.SOLVED)).sum()), "statuses": status_counts(sol.status),
         "accuracy": accuracy(batch, sol.z, sol.lam, sol.nu, None),
-        "speedup_over_eager": eager["solve"]["median"] / stats["median"],
+        "speedup_over_eager": eager["solve"]["median"] / stats["median"], "paired_speedup": paired,
         "break_even_solves": compile_seconds / saved if saved > 0 else None,
     }
 
@@ -335,6 +344,11 @@ def limit_work(sol: Any) -> Callable[[], None]:
     return run
 
 
+def paired_rounds(args: argparse.Namespace, seconds_per_round: float) -> int:
+    """``--paired-rounds``, cut to about four case budgets of time, at least two."""
+    return max(2, min(args.paired_rounds, int(4 * args.case_budget / max(seconds_per_round, 1e-9))))
+
+
 def paired_ratios(inhouse_fn: Callable[[], Any], inhouse: dict[str, Any], qpth_fn: Callable[[], Any] | None,
                   qpth: dict[str, Any] | None, sol: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The target ratios measured back to back (``timing.interleaved_ratio``): qpth / in-house and
@@ -344,8 +358,7 @@ def paired_ratios(inhouse_fn: Callable[[], Any], inhouse: dict[str, Any], qpth_f
     if qpth_fn is not None and qpth is not None and "solve" in qpth:
         pairs.insert(0, ("qpth", qpth_fn, qpth["solve"]["median"], True))
     for name, fn, seconds, other_is_fn in pairs:
-        per_round = inhouse["solve"]["median"] + seconds
-        rounds = max(2, min(args.paired_rounds, int(4 * args.case_budget / per_round)))
+        rounds = paired_rounds(args, inhouse["solve"]["median"] + seconds)
         # qpth / in-house: in-house is the reference; in-house / limit: the limit is.
         ref, other = (inhouse_fn, fn) if other_is_fn else (fn, inhouse_fn)
         stats = timing.interleaved_ratio(ref, other, rounds=rounds, device=args.device)
@@ -451,7 +464,7 @@ def run_case(n: int, batch_size: int, args: argparse.Namespace, rate: dict[str, 
     reference = batch.to("cpu").objective(sol.z.detach().to("cpu"))
     results = [inhouse]
     if batch_size in args.compiled_batch_sizes:
-        results.append(run_inhouse_compiled(batch, args, inhouse))
+        results.append(run_inhouse_compiled(batch, args, inhouse, inhouse_fn))
         _print_progress(n, batch_size, results[-1])
     qpth_fn = None
     for name in args.solvers:
@@ -683,15 +696,19 @@ def markdown(data: dict[str, Any]) -> str:
             lines += ["", f"## Compiled (`compile=True`), {threads} torch thread(s)", "",
                       "Compile time: the first two solves of the shape in a process whose TorchInductor cache "
                       "started empty (the first runs eagerly and counts its work, the second compiles). "
-                      "Break-even: compile time / time saved per solve.", "",
-                      "| n | B | eager ms | compiled ms | speedup | compile s | break-even solves | qpth / compiled |"
-                      " daqp / compiled | met 1e-8 |", "|---|---|---|---|---|---|---|---|---|---|"]
+                      "Speedup: eager median / compiled median; paired: eager and compiled solves timed back to "
+                      "back, median [min, max] of the rounds. Break-even: compile time / time saved per solve "
+                      "(by the paired speedup where measured).", "",
+                      "| n | B | eager ms | compiled ms | speedup | paired speedup | compile s | break-even solves |"
+                      " qpth / compiled | daqp / compiled | met 1e-8 |", "|" + "---|" * 11]
             for case, r in compiled:
                 vs = case["ratios"].get("compiled", {})
                 be = "never" if r["break_even_solves"] is None else f"{r['break_even_solves']:.0f}"
+                pr = r.get("paired_speedup")
+                paired = "-" if not pr else f"{pr['median']:.2f} [{pr['min']:.2f}, {pr['max']:.2f}] x{pr['rounds']}"
                 lines.append(
                     f"| {case['n']} | {case['batch_size']} | {_ms(case['results'][0]['solve']['median'])} | "
-                    f"{_ms(r['solve']['median'])} | {r['speedup_over_eager']:.2f} | "
+                    f"{_ms(r['solve']['median'])} | {r['speedup_over_eager']:.2f} | {paired} | "
                     f"{r['compile_seconds']:.1f} | {be} | "
                     f"{vs.get('qpth', float('nan')):.2f} | {vs.get('daqp', float('nan')):.3f} | "
                     f"{'yes' if r['accuracy']['met'] else 'NO'} |")

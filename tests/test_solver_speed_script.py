@@ -79,6 +79,8 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
             rec = case["results"][1]
             assert rec["compile_seconds"] > 0 and rec["iterations_loop"] >= 1
             assert rec["speedup_over_eager"] == pytest.approx(inhouse["solve"]["median"] / rec["solve"]["median"])
+            paired = rec["paired_speedup"]
+            assert paired["rounds"] == 2 and 0 < paired["min"] <= paired["median"] <= paired["max"]
             assert case["ratios"]["compiled"]["quadprog"] == pytest.approx(
                 quadprog["solve"]["median"] / rec["solve"]["median"])
         else:
