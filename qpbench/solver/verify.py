@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from qpbench.problem import QPBatch
+from qpbench.problem import QPBatch, absent_rows
 from qpbench.solver.kkt import bmtv, bmv
 from qpbench.solver.measures import Residuals, tolerance_ratios
-from qpbench.solver.scaling import neutralize_absent_rows
 from qpbench.solver.state import Iterate
 
 
@@ -38,6 +37,17 @@ class _Unscaled:
         self.c = self.p.new_ones(self.p.shape[0])
 
 
+# Gathering the rows' data copies it; where the rows are a large share of a float64 batch, the
+# iterates are scattered into the batch's rows instead and the residuals taken on all of it, read
+# in place. Each problem's residuals are the same computation either way; only the batched
+# product's last bits can depend on how many matrices it is given (as they already did on how
+# many rows were checked together). Measured at B = 128, n = m = 100: equal cost at about 40 % of
+# the batch, the whole batch 2.4x faster for all of it (the fixed-shape mode's case); above glibc's
+# mmap threshold the copy is also fresh memory, page faults included.
+_WHOLE_BATCH_SHARE = 0.5
+_NAMES = ("Q", "p", "G", "h", "A", "b")
+
+
 def confirmed(
     batch: QPBatch, rows: Tensor, z: Tensor, lam: Tensor, nu: Tensor, eps_abs: float, eps_rel: float
 ) -> Tensor:
@@ -45,17 +55,34 @@ def confirmed(
     the problems ``rows`` of ``batch``, with the residuals of ``QPBatch.residuals`` in float64
     (the definition every measurement in qpbench uses)."""
     f64 = torch.float64
-    data = {name: batch.expanded(name)[rows].to(f64) for name in ("Q", "p", "G", "h", "A", "b")}
-    original = QPBatch(**data, check="none")
-    z, lam, nu = z.to(f64), lam.to(f64), nu.to(f64)
+    if batch.dtype == f64 and rows.numel() >= _WHOLE_BATCH_SHARE * batch.batch_size:
+        original = QPBatch(**{name: batch.expanded(name) for name in _NAMES}, check="none")
+        z, lam, nu = (_into_rows(v.to(f64), rows, batch.batch_size) for v in (z, lam, nu))
+        return _meets(original, z, lam, nu, eps_abs, eps_rel)[rows]
+    original = QPBatch(**{name: batch.expanded(name)[rows].to(f64) for name in _NAMES}, check="none")
+    return _meets(original, z.to(f64), lam.to(f64), nu.to(f64), eps_abs, eps_rel)
+
+
+def _into_rows(v: Tensor, rows: Tensor, batch_size: int) -> Tensor:
+    """(batch_size, d): v's rows at ``rows``, zeros elsewhere."""
+    return v.new_zeros(batch_size, v.shape[-1]).index_copy_(0, rows, v)
+
+
+def _meets(original: QPBatch, z: Tensor, lam: Tensor, nu: Tensor, eps_abs: float, eps_rel: float) -> Tensor:
+    """(B,) the tolerance test on float64 data and iterates."""
     res = original.residuals(z, lam, nu)
     if not eps_rel:
         return (res["primal"] <= eps_abs) & (res["dual"] <= eps_abs) & (res["gap"] <= eps_abs)
-    # The scales of a relative tolerance, on the original data (absent rows neutralized).
-    G, h, _ = neutralize_absent_rows(data["G"], data["h"])
-    P = _Unscaled(p=data["p"], h=h, b=data["b"])
-    Qz, Gz, Az = bmv(data["Q"], z), bmv(G, z), bmv(data["A"], z)
-    Cty = bmtv(G, lam) + bmtv(data["A"], nu)
+    # The scales of a relative tolerance, with rows without bound left out (their products are
+    # masked rather than the data copied with those rows zeroed: the same numbers).
+    Q, G, A = (original.expanded(name) for name in ("Q", "G", "A"))
+    p, h, b = (original.expanded(name) for name in ("p", "h", "b"))
+    absent = absent_rows(h)
+    lam = lam.masked_fill(absent, 0.0)
+    h = h.masked_fill(absent, 1.0)
+    P = _Unscaled(p=p, h=h, b=b)
+    Qz, Gz, Az = bmv(Q, z), bmv(G, z).masked_fill(absent, 0.0), bmv(A, z)
+    Cty = bmtv(G, lam) + bmtv(A, nu)
     r = Residuals(r_d=Qz + P.p + Cty, r_in=Gz - h, r_eq=Az - P.b, Qz=Qz, Gz=Gz, Az=Az, Cty=Cty)
     return tolerance_ratios(
         res["primal"], res["dual"], res["gap"], P, Iterate.pack(z, lam, lam, nu), r, eps_abs, eps_rel
