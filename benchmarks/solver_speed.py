@@ -254,9 +254,8 @@ def run_inhouse_compiled(batch: QPBatch, args: argparse.Namespace, eager: dict[s
     paired = None
     if args.paired_rounds:
         rounds = paired_rounds(args, eager["solve"]["median"] + stats["median"])
-        ratio = timing.interleaved_ratio(run, eager_fn, rounds=rounds, device=args.device)
-        paired = {"median": ratio.median, "min": ratio.min, "max": ratio.max, "rounds": ratio.repeats}
-        speedup = ratio.median
+        paired = ratio_summary(timing.interleaved_ratio(run, eager_fn, rounds=rounds, device=args.device))
+        speedup = paired["median"]
     saved = stats["median"] * (speedup - 1)  # per solve, at the compiled median
     return {
         "solver": "inhouse-compiled", "solve": stats, "setup": None, "compile_seconds": compile_seconds,
@@ -349,20 +348,24 @@ def paired_rounds(args: argparse.Namespace, seconds_per_round: float) -> int:
     return max(2, min(args.paired_rounds, int(4 * args.case_budget / max(seconds_per_round, 1e-9))))
 
 
+def ratio_summary(stats: timing.TimingStats) -> dict[str, Any]:
+    """Median, spread and count of the rounds of a paired ratio."""
+    return {"median": stats.median, "min": stats.min, "max": stats.max, "rounds": stats.repeats}
+
+
 def paired_ratios(inhouse_fn: Callable[[], Any], inhouse: dict[str, Any], qpth_fn: Callable[[], Any] | None,
                   qpth: dict[str, Any] | None, sol: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The target ratios measured back to back (``timing.interleaved_ratio``): qpth / in-house and
     in-house / limit, each round timing both; rounds are cut to about four case budgets."""
-    out: dict[str, Any] = {}
-    pairs = [("limit", limit_work(sol), inhouse["limit"]["total"], False)]
+    # (name, reference, other, seconds of the side that is not the in-house solve)
+    pairs: list[tuple[str, Callable[[], Any], Callable[[], Any], float]] = []
     if qpth_fn is not None and qpth is not None and "solve" in qpth:
-        pairs.insert(0, ("qpth", qpth_fn, qpth["solve"]["median"], True))
-    for name, fn, seconds, other_is_fn in pairs:
+        pairs.append(("qpth", inhouse_fn, qpth_fn, qpth["solve"]["median"]))
+    pairs.append(("limit", limit_work(sol), inhouse_fn, inhouse["limit"]["total"]))
+    out: dict[str, Any] = {}
+    for name, reference, other, seconds in pairs:
         rounds = paired_rounds(args, inhouse["solve"]["median"] + seconds)
-        # qpth / in-house: in-house is the reference; in-house / limit: the limit is.
-        ref, other = (inhouse_fn, fn) if other_is_fn else (fn, inhouse_fn)
-        stats = timing.interleaved_ratio(ref, other, rounds=rounds, device=args.device)
-        out[name] = {"median": stats.median, "min": stats.min, "max": stats.max, "rounds": stats.repeats}
+        out[name] = ratio_summary(timing.interleaved_ratio(reference, other, rounds=rounds, device=args.device))
     return out
 
 
@@ -412,6 +415,7 @@ def run_qpth(batch: QPBatch, args: argparse.Namespace,
     prepared = adapter.setup(batch, Tolerance.HIGH, float("inf"))
     setup = time.perf_counter() - start
     warm = adapter.setup(batch[: min(batch.batch_size, 8)], Tolerance.HIGH, float("inf"))
+
     def solve_batch() -> Any:
         return adapter.solve(prepared)
 

@@ -47,18 +47,6 @@ class ScaledProblem:
     F: Tensor  # (B, k) equality row scaling
     c: Tensor  # (B,) cost scaling
 
-    @staticmethod
-    def pack(
-        Q: Tensor, p: Tensor, G: Tensor, h: Tensor, A: Tensor, b: Tensor, scaling: Scaling | None = None
-    ) -> ScaledProblem:
-        """The problem with these (already scaled) matrices copied into one buffer; without
-        ``scaling``, the factors of no scaling (ones)."""
-        QCt = torch.cat([Q, G.mT, A.mT], dim=2)
-        if scaling is None:
-            ones = torch.ones_like
-            scaling = Scaling(D=ones(p), E=ones(h), F=ones(b), c=p.new_ones(p.shape[0]))
-        return ScaledProblem(QCt, p, h, b, scaling.D, scaling.E, scaling.F, scaling.c)
-
     @property
     def batch_size(self) -> int:
         return self.QCt.shape[0]

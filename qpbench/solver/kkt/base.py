@@ -26,6 +26,16 @@ from qpbench.solver.result import WorkCounts
 from qpbench.solver.scaling import ScaledProblem
 
 
+def bmv(M: Tensor, v: Tensor) -> Tensor:
+    """Batched matrix x vector: (B, r, c) @ (B, c) -> (B, r)."""
+    return torch.matmul(M, v.unsqueeze(-1)).squeeze(-1)
+
+
+def bmtv(M: Tensor, v: Tensor) -> Tensor:
+    """Batched M' v as a row vector times M: (B, r) @ (B, r, c) -> (B, c)."""
+    return torch.matmul(v.unsqueeze(-2), M).squeeze(-2)
+
+
 @dataclass
 class SharedRHS:
     """The parts of a right-hand side that depend only on a and e (the form's own precomputation)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qpbench.solver.kkt.base import Direction, KKTSystem, SharedRHS
+from qpbench.solver.kkt.base import Direction, KKTSystem, SharedRHS, bmtv
 from qpbench.solver.linalg import cholesky, cholesky_solve
 from qpbench.solver.result import WorkCounts
 from qpbench.solver.scaling import ScaledProblem
@@ -43,7 +43,7 @@ def condition_estimate(Q: Tensor, L: Tensor, v: Tensor, steps: int = 8) -> Tenso
     u = v.clone()
     big = small = Q.new_ones(Q.shape[0])
     for _ in range(steps):
-        v = torch.matmul(v.unsqueeze(-2), Q).squeeze(-2)
+        v = bmtv(Q, v)
         big = v.norm(dim=-1)
         v = v / big.clamp_min(1e-300).unsqueeze(-1)
         u = cholesky_solve(L, u)
@@ -96,7 +96,7 @@ class DualKKT(KKTSystem):
 
     def shared_rhs(self, a: Tensor, e: Tensor) -> SharedRHS:
         v = cholesky_solve(self.Lq, a)
-        Cv = torch.matmul(v.unsqueeze(-2), self.C.mT).squeeze(-2)
+        Cv = bmtv(self.C.mT, v)
         return SharedRHS(a=a, e=e, extra=torch.cat([v, Cv], dim=1))
 
     def newton_rhs(self, z: Tensor, Cz: Tensor, y: Tensor, r_d: Tensor, e: Tensor) -> SharedRHS:
@@ -105,7 +105,7 @@ class DualKKT(KKTSystem):
         -C z - C Q^-1 p - K y: two products with Y' and K instead of two triangular solves and a product."""
         if self._qp is None:
             qp = cholesky_solve(self.Lq, self.prob.p)
-            self._qp = torch.cat([qp, torch.matmul(qp.unsqueeze(-2), self.C.mT).squeeze(-2)], dim=1)
+            self._qp = torch.cat([qp, bmtv(self.C.mT, qp)], dim=1)
         extra = -(torch.cat([z, Cz], dim=1) + self._qp + self._times_yt_and_k(y))
         return SharedRHS(a=-r_d, e=e, extra=extra)
 
@@ -121,8 +121,7 @@ class DualKKT(KKTSystem):
 
     def _times_yt_and_k(self, y: Tensor) -> Tensor:
         """(B, n+m+k) [Y y; K y] for y (B, m+k)."""
-        row = y.unsqueeze(-2)
-        return torch.cat([torch.matmul(row, self.Yt), torch.matmul(row, self.K)], dim=-1).squeeze(-2)
+        return torch.cat([bmtv(self.Yt, y), bmtv(self.K, y)], dim=-1)
 
     def select(self, idx: Tensor) -> DualKKT:
         new = object.__new__(DualKKT)

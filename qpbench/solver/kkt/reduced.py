@@ -14,20 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qpbench.solver.kkt.base import Direction, KKTSystem, SharedRHS
+from qpbench.solver.kkt.base import Direction, KKTSystem, SharedRHS, bmtv, bmv
 from qpbench.solver.linalg import cholesky, cholesky_solve
 from qpbench.solver.result import WorkCounts
 from qpbench.solver.scaling import ScaledProblem
-
-
-def bmv(M: Tensor, v: Tensor) -> Tensor:
-    """Batched matrix x vector: (B, r, c) @ (B, c) -> (B, r)."""
-    return torch.matmul(M, v.unsqueeze(-1)).squeeze(-1)
-
-
-def bmtv(M: Tensor, v: Tensor) -> Tensor:
-    """Batched M' v as a row vector times M: (B, r) @ (B, r, c) -> (B, c)."""
-    return torch.matmul(v.unsqueeze(-2), M).squeeze(-2)
 
 
 class ReducedKKT(KKTSystem):
