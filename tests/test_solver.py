@@ -9,7 +9,6 @@ from qpbench.generators import FAMILIES, generate
 from qpbench.problem import QPBatch
 from qpbench.reference import reference_solve
 from qpbench.solver import SolverSettings, solve
-from qpbench.solver.state import Iterate
 from qpbench.status import Status
 
 FEASIBLE = sorted(name for name, fam in FAMILIES.items() if fam.expected_status == "solved")
@@ -184,42 +183,6 @@ def test_scaled_data_is_held_once_in_the_products_layout() -> None:
     torch.testing.assert_close(P.C, torch.cat([P.G, P.A], dim=1), rtol=0, atol=0)
     part = P.select(torch.tensor([2, 0]))
     torch.testing.assert_close(part.G, P.G[[2, 0]], rtol=0, atol=0)
-
-
-def test_dual_form_carries_the_multipliers_products_in_step_with_the_iterate() -> None:
-    """The dual form's [Y y; K y] (Y' = C Q^-1), carried from step to step instead of formed each
-    iteration, still equals the product at the final multipliers (fixed-shape mode: the group's
-    system is the one iterated), through steps of every length and masked finished problems."""
-    batch = generate("optnet_random", 12, n=20, seed=2)
-    sol = solve(batch, kkt_form="dual", mode="fixed", eps_abs=1e-9, eps_rel=0.0)
-    assert (sol.status == int(Status.SOLVED)).all()
-    (group,) = sol.info.groups
-    y = Iterate(sol.info.scaled_iterate[group.index], batch.n, batch.m).y
-    torch.testing.assert_close(group.kkt._yk, group.kkt._times_yt_and_k(y), rtol=1e-9, atol=1e-12)
-
-
-@pytest.mark.parametrize("mode", ["fixed", "compact"])
-def test_carrying_the_dual_forms_products_leaves_the_solve_as_it_was(
-    mode: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With the products formed afresh every iteration instead of carried, the same statuses and
-    iteration counts, and the same solutions to well within the tolerance."""
-    from qpbench.solver.kkt.dual import DualKKT
-
-    batch = generate("optnet_random", 16, n=30, seed=7)
-    carried = solve(batch, kkt_form="dual", mode=mode)
-    carried_rhs = DualKKT.newton_rhs
-
-    def formed_afresh(self: DualKKT, *args: torch.Tensor) -> object:
-        self._yk = None
-        return carried_rhs(self, *args)
-
-    monkeypatch.setattr(DualKKT, "newton_rhs", formed_afresh)
-    monkeypatch.setattr(DualKKT, "advance", lambda self, taken, alpha: None)
-    fresh = solve(batch, kkt_form="dual", mode=mode)
-    assert torch.equal(carried.status, fresh.status)
-    assert torch.equal(carried.iterations, fresh.iterations)
-    torch.testing.assert_close(carried.z, fresh.z, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("eps_rel", [0.0, 1e-9])

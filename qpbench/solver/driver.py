@@ -308,7 +308,6 @@ def take_step(ws: Working, r: Residuals, settings: SolverSettings, host_checks: 
     failed = active & ~take
     if not host_checks or bool(failed.any()):
         ws.prox = after_failure(ws.prox, failed)
-    ws.kkt.advance(take, st.alpha_dual)
     keep = take.unsqueeze(-1)
     ws.it = it = Iterate(torch.where(keep, cand, it.x), it.n, it.m)
     tiny = torch.finfo(it.x.dtype).tiny

@@ -105,11 +105,6 @@ class KKTSystem(abc.ABC):
         """Solve with the last factorization; without ``want_z`` a form may skip dz."""
 
     @abc.abstractmethod
-    def advance(self, taken: Tensor, alpha: Tensor) -> None:
-        """The iterate's multipliers moved by alpha (B,) times the last solve's dy where
-        ``taken`` (B,): a form that carries products of the multipliers updates them."""
-
-    @abc.abstractmethod
     def select(self, idx: Tensor) -> KKTSystem:
         """The same system for the problems ``idx`` only (compaction of the working set)."""
 

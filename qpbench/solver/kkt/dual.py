@@ -78,10 +78,6 @@ class DualKKT(KKTSystem):
         self.Yt = torch.linalg.solve_triangular(self.Lq, X, upper=False, left=False)  # (B, m+k, n) C Q^-1
         self.K = torch.matmul(X, X.mT)  # (B, m+k, m+k)
         self._qp: Tensor | None = None  # [Q^-1 p; C Q^-1 p], for newton_rhs
-        # [Y y; K y] of the iterate's multipliers, carried from step to step (``advance``), and
-        # the same product of the last solve's dy, which the corrector computes anyway.
-        self._yk: Tensor | None = None
-        self._dy_products: Tensor | None = None
         self._work: Tensor | None = None  # the factorization's buffer, reused every iteration
         self._L: Tensor | None = None
 
@@ -106,16 +102,11 @@ class DualKKT(KKTSystem):
     def newton_rhs(self, z: Tensor, Cz: Tensor, y: Tensor, r_d: Tensor, e: Tensor) -> SharedRHS:
         """``shared_rhs(-r_d, e)`` at the iterate (z, y = [lam; nu]) with C z = Cz, where
         r_d = Q z + p + C'y: then Q^-1 (-r_d) = -z - Q^-1 p - Y y and C Q^-1 (-r_d) =
-        -C z - C Q^-1 p - K y. [Y y; K y] is formed at the first call and then carried by
-        ``advance`` (y + alpha dy gives [Y y; K y] + alpha [Y dy; K dy], the corrector's own
-        product): no pass over Y' and K here. Its rounding only makes the Newton step slightly
-        inexact; the residuals are computed afresh from the data every iteration."""
+        -C z - C Q^-1 p - K y: two products with Y' and K instead of two triangular solves and a product."""
         if self._qp is None:
             qp = cholesky_solve(self.Lq, self.prob.p)
             self._qp = torch.cat([qp, bmtv(self.C.mT, qp)], dim=1)
-        if self._yk is None:
-            self._yk = self._times_yt_and_k(y)
-        extra = -(torch.cat([z, Cz], dim=1) + self._qp + self._yk)
+        extra = -(torch.cat([z, Cz], dim=1) + self._qp + self._times_yt_and_k(y))
         return SharedRHS(a=-r_d, e=e, extra=extra)
 
     def solve(self, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
@@ -125,17 +116,8 @@ class DualKKT(KKTSystem):
         dy = cholesky_solve(self._L, rhs.extra[:, n:] - torch.cat([g, rhs.e], dim=1))
         if not want_z:
             return Direction(dz=None, Gdz=None, dlam=dy[:, :m], dnu=dy[:, m:])
-        self._dy_products = self._times_yt_and_k(dy)
-        zC = rhs.extra - self._dy_products  # [dz; C dz]
+        zC = rhs.extra - self._times_yt_and_k(dy)  # [dz; C dz]
         return Direction(dz=zC[:, :n], Gdz=zC[:, n : n + m], dlam=dy[:, :m], dnu=dy[:, m:])
-
-    def advance(self, taken: Tensor, alpha: Tensor) -> None:
-        """The multipliers moved by alpha (B,) times the last solve's dy where ``taken`` (B,):
-        the carried [Y y; K y] follows, in place (a CUDA graph replays on the same memory)."""
-        if self._yk is None or self._dy_products is None:
-            return
-        moved = self._yk + alpha.unsqueeze(-1) * self._dy_products
-        self._yk.copy_(torch.where(taken.unsqueeze(-1), moved, self._yk))
 
     def _times_yt_and_k(self, y: Tensor) -> Tensor:
         """(B, n+m+k) [Y y; K y] for y (B, m+k)."""
@@ -146,8 +128,6 @@ class DualKKT(KKTSystem):
         self._select_common(new, idx)
         new.Lq, new.Yt, new.K = self.Lq[idx], self.Yt[idx], self.K[idx]
         new._qp = None if self._qp is None else self._qp[idx]
-        new._yk = None if self._yk is None else self._yk[idx]
-        new._dy_products = None
         # The working set only shrinks and is used by one system at a time: the factorization's
         # buffer is a prefix of the old one (fresh memory costs page faults, 80 MB at B = 1024).
         # The old system's factor is overwritten, so it is factored again before it solves

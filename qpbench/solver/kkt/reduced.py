@@ -62,9 +62,6 @@ class ReducedKKT(KKTSystem):
         dnu = (bmv(P.A, dz) - rhs.e) * self._inv_delta.unsqueeze(-1) if self.k else rhs.e
         return Direction(dz=dz, Gdz=Gdz, dlam=dlam, dnu=dnu)
 
-    def advance(self, taken: Tensor, alpha: Tensor) -> None:
-        """Nothing to carry: the reduced form's right-hand side needs no product of the multipliers."""
-
     def select(self, idx: Tensor) -> ReducedKKT:
         new = object.__new__(ReducedKKT)
         self._select_common(new, idx)
