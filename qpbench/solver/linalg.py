@@ -1,11 +1,11 @@
 """Batched Cholesky factorization and solves for the solver, fastest available per device.
 
-On CPU, torch's batched Cholesky was measured at about twice the time of calling LAPACK's
-potrf once per matrix through SciPy (B = 128, n = 100: 9.8 ms against 4.9 ms; B = 64, n = 500:
-217 ms against 106 ms, one thread each). So on CPU the factor is computed in place by potrf,
-one matrix at a time, and the strictly upper triangle of the returned ``L`` is left unspecified
-(it holds what was there before): every consumer uses ``L`` only through triangular solves,
-which read one triangle. On other devices torch's batched kernel is used.
+On CPU, torch's batched Cholesky was measured slower than calling LAPACK's potrf once per matrix
+through SciPy (one thread each, paired in one process: 1.68x the time at B = 128, n = 100, 1.20x at
+B = 64, n = 500; but 0.81x at B = 16, n = 20, where the loop's per-call cost shows). So on CPU
+the factor is computed in place by potrf, one matrix at a time, and the strictly upper triangle of
+the returned ``L`` is left unspecified (it holds what was there before): every consumer uses ``L``
+only through triangular solves, which read one triangle. On other devices torch's batched kernel is used.
 
 SciPy's LAPACK runs on its own BLAS threads; ``benchmarks/solver_speed.py`` limits them together
 with torch's when it measures a given thread count.
