@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import types
 
 import pytest
 import torch
 
+import qpbench.timing
 from qpbench.timing import (
     TimingStats,
     calibration_time,
@@ -74,20 +76,25 @@ def test_calibration_time_is_a_positive_median_and_checks_sizes() -> None:
         calibration_time(0, 8)
 
 
-def test_interleaved_ratio_times_both_each_round_in_alternating_order() -> None:
+def test_interleaved_ratio_times_both_each_round_in_alternating_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ratio per round, other over reference, with the order alternating. The clock is the
+    test's own (each call advances it by a fixed amount), so the ratios are exact and do not
+    depend on how loaded the machine is."""
+    clock = [0.0]
+    monkeypatch.setattr(qpbench.timing, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     calls: list[str] = []
 
     def fast() -> None:
         calls.append("ref")
-        time.sleep(0.002)
+        clock[0] += 0.002
 
     def slow() -> None:
         calls.append("other")
-        time.sleep(0.008)
+        clock[0] += 0.008
 
     stats = interleaved_ratio(fast, slow, rounds=4)
     assert stats.repeats == 4
     assert calls == ["ref", "other", "other", "ref", "ref", "other", "other", "ref"]
-    assert 2.0 < stats.median < 8.0  # slept 4x as long; sleeping only overshoots
+    assert stats.times == pytest.approx((4.0, 4.0, 4.0, 4.0))
     with pytest.raises(ValueError, match="rounds"):
         interleaved_ratio(fast, slow, rounds=0)
