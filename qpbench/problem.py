@@ -76,6 +76,18 @@ def _tolerance(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps) ** 0.5
 
 
+@dataclass(frozen=True)
+class DataProducts:
+    """A candidate's products with the data, each (B, .): Qz, Gz (rows without bound included),
+    Az, G'lam (lam of rows without bound taken as 0) and A'nu."""
+
+    Qz: Tensor
+    Gz: Tensor
+    Az: Tensor
+    Gt_lam: Tensor
+    At_nu: Tensor
+
+
 @dataclass(frozen=True, eq=False)
 class QPBatch:
     """A batch of dense QPs; validated on construction (see :meth:`validate`).
@@ -280,6 +292,13 @@ class QPBatch:
         gap    = |z'Qz + p'z + b'nu + h'lam|
         Missing multipliers count as zero (so dual and gap then measure only z).
         """
+        return self.residuals_and_products(z, lam, nu)[0]
+
+    def residuals_and_products(
+        self, z: Tensor, lam: Tensor | None = None, nu: Tensor | None = None
+    ) -> tuple[dict[str, Tensor], DataProducts]:
+        """``residuals``, and the products with the data they were made of (for a caller that
+        needs them too, such as the scales of a relative tolerance: no second pass over the data)."""
         B = self.batch_size
         z = z.to(self.dtype)
         if z.shape != (B, self.n):
@@ -301,16 +320,18 @@ class QPBatch:
         absent = absent_rows(h)
         lam = lam.masked_fill(absent, 0.0)
         h = h.masked_fill(absent, 0.0)
-        ineq = (mv(G, z) - h).masked_fill(absent, float("-inf")).clamp_min(0).amax(-1) if self.m else zero
-        eq = (mv(A, z) - b).abs().amax(-1) if self.k else zero
-        Qz = mv(Q, z)
+        Gz, Az, Qz = mv(G, z), mv(A, z), mv(Q, z)
+        Gt_lam, At_nu = mtv(G, lam), mtv(A, nu)
+        ineq = (Gz - h).masked_fill(absent, float("-inf")).clamp_min(0).amax(-1) if self.m else zero
+        eq = (Az - b).abs().amax(-1) if self.k else zero
         stat = Qz + p
         if self.m:
-            stat = stat + mtv(G, lam)
+            stat = stat + Gt_lam
         if self.k:
-            stat = stat + mtv(A, nu)
+            stat = stat + At_nu
         gap = (z * Qz).sum(-1) + (p * z).sum(-1) + (b * nu).sum(-1) + (h * lam).sum(-1)
-        return {"primal": torch.maximum(ineq, eq), "dual": stat.abs().amax(-1), "gap": gap.abs()}
+        residuals = {"primal": torch.maximum(ineq, eq), "dual": stat.abs().amax(-1), "gap": gap.abs()}
+        return residuals, DataProducts(Qz=Qz, Gz=Gz, Az=Az, Gt_lam=Gt_lam, At_nu=At_nu)
 
 
 def as_batch(

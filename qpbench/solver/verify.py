@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch, absent_rows
-from qpbench.solver.kkt import bmtv, bmv
 from qpbench.solver.measures import Residuals, tolerance_ratios
 from qpbench.solver.state import Iterate
 
@@ -70,19 +69,18 @@ def _into_rows(v: Tensor, rows: Tensor, batch_size: int) -> Tensor:
 
 def _meets(original: QPBatch, z: Tensor, lam: Tensor, nu: Tensor, eps_abs: float, eps_rel: float) -> Tensor:
     """(B,) the tolerance test on float64 data and iterates."""
-    res = original.residuals(z, lam, nu)
+    res, products = original.residuals_and_products(z, lam, nu)
     if not eps_rel:
         return (res["primal"] <= eps_abs) & (res["dual"] <= eps_abs) & (res["gap"] <= eps_abs)
-    # The scales of a relative tolerance, with rows without bound left out (their products are
-    # masked rather than the data copied with those rows zeroed: the same numbers).
-    Q, G, A = (original.expanded(name) for name in ("Q", "G", "A"))
+    # The scales of a relative tolerance, from the residuals' own products, with rows without
+    # bound left out (their products masked rather than the data copied with those rows zeroed).
     p, h, b = (original.expanded(name) for name in ("p", "h", "b"))
     absent = absent_rows(h)
     lam = lam.masked_fill(absent, 0.0)
     h = h.masked_fill(absent, 1.0)
     P = _Unscaled(p=p, h=h, b=b)
-    Qz, Gz, Az = bmv(Q, z), bmv(G, z).masked_fill(absent, 0.0), bmv(A, z)
-    Cty = bmtv(G, lam) + bmtv(A, nu)
+    Qz, Gz, Az = products.Qz, products.Gz.masked_fill(absent, 0.0), products.Az
+    Cty = products.Gt_lam + products.At_nu
     r = Residuals(r_d=Qz + P.p + Cty, r_in=Gz - h, r_eq=Az - P.b, Qz=Qz, Gz=Gz, Az=Az, Cty=Cty)
     return tolerance_ratios(
         res["primal"], res["dual"], res["gap"], P, Iterate.pack(z, lam, lam, nu), r, eps_abs, eps_rel
