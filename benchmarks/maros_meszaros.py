@@ -50,10 +50,15 @@ class Outcome:
     form: str
 
 
+def level_settings(level: str, settings: dict[str, object]) -> dict[str, object]:
+    """The solver's settings at a level: eps_abs the level's, eps_rel 0, unless ``--setting``
+    names them (then the solve stops at that tolerance; the level is still judged absolutely)."""
+    return {"eps_abs": LEVELS[level], "eps_rel": 0.0, **settings}
+
+
 def solve_one(name: str, batch: QPBatch, level: str, settings: dict[str, object]) -> Outcome:
-    eps = LEVELS[level]
     start = time.perf_counter()
-    sol = solve(batch, eps_abs=eps, eps_rel=0.0, **settings)
+    sol = solve(batch, **level_settings(level, settings))
     seconds = time.perf_counter() - start
     res = {key: float(v[0]) for key, v in batch.residuals(sol.z, sol.lam, sol.nu).items()}
     status = sol.statuses()[0].label
@@ -66,7 +71,7 @@ def solve_one(name: str, batch: QPBatch, level: str, settings: dict[str, object]
         m=batch.m,
         k=batch.k,
         status=status,
-        meets=status == "solved" and all(v <= eps for v in res.values()),
+        meets=status == "solved" and all(v <= LEVELS[level] for v in res.values()),
         iterations=int(sol.iterations[0]),
         primal=res["primal"],
         dual=res["dual"],
@@ -84,7 +89,7 @@ def padded_statuses(names: list[str], level: str, group: int, settings: dict[str
     for start in range(0, len(by_size), group):
         chunk = by_size[start : start + group]
         (batch,) = load_group(chunk, pad=True)
-        sol = solve(batch, eps_abs=LEVELS[level], eps_rel=0.0, **settings)
+        sol = solve(batch, **level_settings(level, settings))
         out.update({name: s.label for name, s in zip(chunk, sol.statuses(), strict=True)})
         print(f"  padded {chunk}: {[s.label for s in sol.statuses()]}", file=sys.stderr, flush=True)
     return out
