@@ -287,7 +287,7 @@ def factorization_limit(sol: Any, args: argparse.Namespace) -> dict[str, Any]:
         kkt = group.kkt
 
         def kernel(kkt: Any = kkt, w_inv: torch.Tensor = w_inv, group: Any = group) -> torch.Tensor:
-            return kkt.factor(w_inv, group.rho, group.delta)
+            return kkt.factor(w_inv, group.rho, group.delta).ok
 
         _, stats = measure(kernel, repeats=max(args.repeats, 5), budget=args.case_budget, device=args.device,
                            warmup=kernel)

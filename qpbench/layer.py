@@ -56,13 +56,14 @@ def adjoint_solve(sol: QPSolution, grad_z: Tensor, refine_steps: int = 2) -> tup
         s, lam = it.s[idx], it.lam[idx]
         delta = group.delta.clamp_min(BACKWARD_DELTA[dt])
         w_inv = s / lam + delta.unsqueeze(-1)
-        factored = kkt.factor(w_inv, group.rho, delta)
+        fac = kkt.factor(w_inv, group.rho, delta)
         Pg = kkt.prob
         a = -(Pg.c.unsqueeze(-1) * Pg.D) * grad_z[idx].to(dt)
         zero = torch.zeros_like(delta)
-        d = kkt.solve_refined(a, a.new_zeros(len(idx), k), a.new_zeros(len(idx), m), w_inv, zero, zero, refine_steps)
+        e, g = a.new_zeros(len(idx), k), a.new_zeros(len(idx), m)
+        d = kkt.solve_refined(fac, a, e, g, w_inv, zero, zero, refine_steps)
         assert d.dz is not None
-        x[idx], y[idx], u[idx], ok[idx] = d.dz, d.dlam, d.dnu, factored
+        x[idx], y[idx], u[idx], ok[idx] = d.dz, d.dlam, d.dnu, fac.ok
     c = P.c.unsqueeze(-1)
     dz = P.D * x
     dlam = (P.E * y / c).masked_fill(info.absent, 0.0)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from qpbench.solver.kkt import DualKKT, KKTSystem, SharedRHS
+from qpbench.solver.kkt import DualKKT, Factorization, KKTSystem, SharedRHS
 from qpbench.solver.measures import Residuals
 from qpbench.solver.regularization import Prox, regularized_rhs
 from qpbench.solver.state import Iterate
@@ -38,10 +38,10 @@ def initial_point(kkt: KKTSystem, prox: Prox) -> tuple[Iterate, Tensor]:
     s and lam to be nonnegative (Mehrotra's heuristic, as PIQP applies it)."""
     P = kkt.prob
     B, m = P.h.shape
-    ok = kkt.factor(P.h.new_ones(B, m) + prox.delta.unsqueeze(-1), prox.rho, prox.delta)
-    d = kkt.solve(kkt.shared_rhs(-P.p, P.b), P.h)
+    fac = kkt.factor(P.h.new_ones(B, m) + prox.delta.unsqueeze(-1), prox.rho, prox.delta)
+    d = kkt.solve(fac, kkt.shared_rhs(fac, -P.p, P.b), P.h)
     assert d.dz is not None
-    good = ok & torch.isfinite(d.dz).all(-1) & torch.isfinite(d.dlam).all(-1) & torch.isfinite(d.dnu).all(-1)
+    good = fac.ok & torch.isfinite(d.dz).all(-1) & torch.isfinite(d.dlam).all(-1) & torch.isfinite(d.dnu).all(-1)
     keep = good.unsqueeze(-1)
     z = torch.where(keep, d.dz, 0.0)
     nu = torch.where(keep, d.dnu, 0.0)
@@ -80,11 +80,11 @@ class Step:
         return self.d
 
 
-def _newton_rhs(kkt: KKTSystem, it: Iterate, r: Residuals, r_d: Tensor, e: Tensor) -> SharedRHS:
+def _newton_rhs(kkt: KKTSystem, fac: Factorization, it: Iterate, r: Residuals, r_d: Tensor, e: Tensor) -> SharedRHS:
     if isinstance(kkt, DualKKT):  # rho = 0 there, so r_d is the unregularized residual
         Cz = torch.cat([r.Gz, r.Az], dim=1)
         return kkt.newton_rhs(it.z, Cz, it.y, r_d, e)
-    return kkt.shared_rhs(-r_d, e)
+    return kkt.shared_rhs(fac, -r_d, e)
 
 
 def predictor_corrector(kkt: KKTSystem, it: Iterate, prox: Prox, r: Residuals, tau: float, mu: Tensor) -> Step:
@@ -92,17 +92,17 @@ def predictor_corrector(kkt: KKTSystem, it: Iterate, prox: Prox, r: Residuals, t
     complementarity is ``mu``)."""
     m = it.m
     s, lam = it.s, it.lam
-    ok = kkt.factor(s / lam + prox.delta.unsqueeze(-1), prox.rho, prox.delta)
+    fac = kkt.factor(s / lam + prox.delta.unsqueeze(-1), prox.rho, prox.delta)
     r_d, r_in, r_eq = regularized_rhs(prox, it, r.r_d, r.r_in, r.r_eq)
-    rhs = _newton_rhs(kkt, it, r, r_d, -r_eq)
+    rhs = _newton_rhs(kkt, fac, it, r, r_d, -r_eq)
     if not m:
-        d = kkt.solve(rhs, r_in)
+        d = kkt.solve(fac, rhs, r_in)
         assert d.dz is not None
         one = it.x.new_ones(it.x.shape[0])
-        return Step(torch.cat([d.dz, d.dnu], dim=1), one, one, ok)
+        return Step(torch.cat([d.dz, d.dnu], dim=1), one, one, fac.ok)
     # Predictor (complementarity target 0): the linearized s o lam + lam o ds + s o dlam = 0
     # gives G dz - (s/lam + delta) dlam = -r_in + s.
-    aff = kkt.solve(rhs, s - r_in, want_z=False)
+    aff = kkt.solve(fac, rhs, s - r_in, want_z=False)
     ds_aff = -s - s * aff.dlam / lam
     a_p = tau * max_step(s, ds_aff)
     a_d = tau * max_step(lam, aff.dlam)
@@ -110,10 +110,10 @@ def predictor_corrector(kkt: KKTSystem, it: Iterate, prox: Prox, r: Residuals, t
     sigma = (mu_aff / mu.clamp_min(torch.finfo(mu.dtype).tiny)).clamp(0, 1) ** 3
     # Corrector: target sigma mu, with the predictor's second-order term ds_aff o dlam_aff.
     rc = s * lam + ds_aff * aff.dlam - (sigma * mu).unsqueeze(-1)
-    d = kkt.solve(rhs, rc / lam - r_in)
+    d = kkt.solve(fac, rhs, rc / lam - r_in)
     assert d.dz is not None and d.Gdz is not None
     # From the linearized row G dz + ds - delta dlam = -r_in: the primal residual then shrinks
     # exactly by (1 - alpha) (up to the proximal term).
     ds = -r_in - d.Gdz + prox.delta.unsqueeze(-1) * d.dlam
     D = torch.cat([d.dz, ds, d.dlam, d.dnu], dim=1)
-    return Step(D, tau * max_step(s, ds), tau * max_step(lam, d.dlam), ok)
+    return Step(D, tau * max_step(s, ds), tau * max_step(lam, d.dlam), fac.ok)

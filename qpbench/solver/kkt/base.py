@@ -9,8 +9,10 @@ solve, for (dz, dlam, dnu), the regularized system with the slacks eliminated
 
 with per-problem proximal parameters rho, delta > 0. The inverse weights s/lam + delta are
 bounded below by delta, so the weights stay below 1/delta. A form factors this system one way
-(``factor``) and solves it for right-hand sides (``solve``); right-hand sides are split into the
-part shared by the predictor and the corrector (``shared_rhs``, depending on a and e) and g.
+(``factor``, which returns the factorization as a value) and solves it for right-hand sides
+(``solve``); right-hand sides are split into the part shared by the predictor and the corrector
+(``shared_rhs``, depending on a and e) and g. The system object itself does not change during
+the iteration, so an iteration is a function of its state tensors (what a compiled loop needs).
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ class SharedRHS:
     a: Tensor  # (B, n)
     e: Tensor  # (B, k)
     extra: Tensor | None = None  # form-specific: the dual form keeps [Q^-1 a; C Q^-1 a]
+
+
+@dataclass
+class Factorization:
+    """One factorization of the system (``KKTSystem.factor``): what its solves need."""
+
+    L: Tensor  # the Cholesky factor of the form's matrix
+    ok: Tensor  # (B,) bool: factored; the other problems' solves are garbage, masked by the caller
 
 
 @dataclass
@@ -91,26 +101,24 @@ class KKTSystem(abc.ABC):
 
     # ------------------------------------------------------------------ the form
     @abc.abstractmethod
-    def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Tensor:
-        """Factor at inverse weights w_inv = s/lam + delta (B, m) and rho, delta (B,); returns
-        the (B,) flags of the problems whose factorization succeeded (the others' solves are
-        garbage and must be masked by the caller)."""
+    def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Factorization:
+        """Factor at inverse weights w_inv = s/lam + delta (B, m) and rho, delta (B,)."""
 
     @abc.abstractmethod
-    def shared_rhs(self, a: Tensor, e: Tensor) -> SharedRHS:
+    def shared_rhs(self, fac: Factorization, a: Tensor, e: Tensor) -> SharedRHS:
         """Precompute what the solves for (a, e, g) with different g have in common."""
 
     @abc.abstractmethod
-    def solve(self, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
-        """Solve with the last factorization; without ``want_z`` a form may skip dz."""
+    def solve(self, fac: Factorization, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
+        """Solve with the factorization ``fac``; without ``want_z`` a form may skip dz."""
 
     @abc.abstractmethod
     def select(self, idx: Tensor) -> KKTSystem:
         """The same system for the problems ``idx`` only (compaction of the working set)."""
 
     def refine(
-        self, d: Direction, a: Tensor, e: Tensor, g: Tensor, w_inv: Tensor, rho: Tensor, delta: Tensor, steps: int,
-        mask: Tensor | None = None,
+        self, fac: Factorization, d: Direction, a: Tensor, e: Tensor, g: Tensor, w_inv: Tensor, rho: Tensor,
+        delta: Tensor, steps: int, mask: Tensor | None = None,
     ) -> Direction:
         """``steps`` passes of iterative refinement of ``d`` against the system with the given
         w_inv, rho and delta, which may differ from those factored (the factorization is then a
@@ -125,7 +133,7 @@ class KKTSystem(abc.ABC):
             ra = a - Qd - rho.unsqueeze(-1) * dz - Cty
             rg = g - Gd + w_inv * dlam
             re = e - Ad + delta.unsqueeze(-1) * dnu
-            c = self.solve(self.shared_rhs(ra, re), rg)
+            c = self.solve(fac, self.shared_rhs(fac, ra, re), rg)
             assert c.dz is not None
             if keep is None:
                 dz, dlam, dnu = dz + c.dz, dlam + c.dlam, dnu + c.dnu
@@ -137,10 +145,10 @@ class KKTSystem(abc.ABC):
         return Direction(dz=dz, Gdz=Gdz, dlam=dlam, dnu=dnu)
 
     def solve_refined(
-        self, a: Tensor, e: Tensor, g: Tensor, w_inv: Tensor, rho: Tensor, delta: Tensor, steps: int
+        self, fac: Factorization, a: Tensor, e: Tensor, g: Tensor, w_inv: Tensor, rho: Tensor, delta: Tensor, steps: int
     ) -> Direction:
-        """Solve with the last factorization, then refine (see ``refine``) for every problem."""
-        return self.refine(self.solve(self.shared_rhs(a, e), g), a, e, g, w_inv, rho, delta, steps)
+        """Solve with ``fac``, then refine (see ``refine``) for every problem."""
+        return self.refine(fac, self.solve(fac, self.shared_rhs(fac, a, e), g), a, e, g, w_inv, rho, delta, steps)
 
     def _select_common(self, new: KKTSystem, idx: Tensor) -> None:
         new.prob, new.work = self.prob.select(idx), self.work

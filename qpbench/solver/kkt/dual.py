@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qpbench.solver.kkt.base import Direction, KKTSystem, SharedRHS, bmtv
+from qpbench.solver.kkt.base import Direction, Factorization, KKTSystem, SharedRHS, bmtv
 from qpbench.solver.linalg import cholesky, cholesky_solve
 from qpbench.solver.result import WorkCounts
 from qpbench.solver.scaling import ScaledProblem
@@ -79,9 +79,8 @@ class DualKKT(KKTSystem):
         self.K = torch.matmul(X, X.mT)  # (B, m+k, m+k)
         self._qp: Tensor | None = None  # [Q^-1 p; C Q^-1 p], for newton_rhs
         self._work: Tensor | None = None  # the factorization's buffer, reused every iteration
-        self._L: Tensor | None = None
 
-    def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Tensor:
+    def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Factorization:
         self.work.add(factorizations=self.batch_size)
         # One buffer, overwritten by each factorization: a fresh 10 MB copy per iteration was
         # measured several times slower than copying into a reused one.
@@ -91,16 +90,15 @@ class DualKKT(KKTSystem):
         diag = M.diagonal(dim1=-2, dim2=-1)
         diag[:, : self.m].add_(w_inv)
         diag[:, self.m :].add_(delta.unsqueeze(-1))
-        self._L, ok = cholesky(M, overwrite=True)
-        return ok
+        return Factorization(*cholesky(M, overwrite=True))
 
-    def shared_rhs(self, a: Tensor, e: Tensor) -> SharedRHS:
+    def shared_rhs(self, fac: Factorization, a: Tensor, e: Tensor) -> SharedRHS:
         v = cholesky_solve(self.Lq, a)
         Cv = bmtv(self.C.mT, v)
         return SharedRHS(a=a, e=e, extra=torch.cat([v, Cv], dim=1))
 
     def newton_rhs(self, z: Tensor, Cz: Tensor, y: Tensor, r_d: Tensor, e: Tensor) -> SharedRHS:
-        """``shared_rhs(-r_d, e)`` at the iterate (z, y = [lam; nu]) with C z = Cz, where
+        """``shared_rhs(fac, -r_d, e)`` at the iterate (z, y = [lam; nu]) with C z = Cz, where
         r_d = Q z + p + C'y: then Q^-1 (-r_d) = -z - Q^-1 p - Y y and C Q^-1 (-r_d) =
         -C z - C Q^-1 p - K y: two products with Y' and K instead of two triangular solves and a product."""
         if self._qp is None:
@@ -109,11 +107,11 @@ class DualKKT(KKTSystem):
         extra = -(torch.cat([z, Cz], dim=1) + self._qp + self._times_yt_and_k(y))
         return SharedRHS(a=-r_d, e=e, extra=extra)
 
-    def solve(self, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
-        assert self._L is not None and rhs.extra is not None, "factor before solving"
+    def solve(self, fac: Factorization, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
+        assert rhs.extra is not None, "a right-hand side of this form"
         self.work.add(solves=self.batch_size)
         n, m = self.n, self.m
-        dy = cholesky_solve(self._L, rhs.extra[:, n:] - torch.cat([g, rhs.e], dim=1))
+        dy = cholesky_solve(fac.L, rhs.extra[:, n:] - torch.cat([g, rhs.e], dim=1))
         if not want_z:
             return Direction(dz=None, Gdz=None, dlam=dy[:, :m], dnu=dy[:, m:])
         zC = rhs.extra - self._times_yt_and_k(dy)  # [dz; C dz]
@@ -130,8 +128,7 @@ class DualKKT(KKTSystem):
         new._qp = None if self._qp is None else self._qp[idx]
         # The working set only shrinks and is used by one system at a time: the factorization's
         # buffer is a prefix of the old one (fresh memory costs page faults, 80 MB at B = 1024).
-        # The old system's factor is overwritten, so it is factored again before it solves
-        # anything (the backward pass does).
+        # A factorization of the old system made before is overwritten: the backward pass
+        # factors again.
         new._work = None if self._work is None else self._work[: len(idx)]
-        new._L = None
         return new

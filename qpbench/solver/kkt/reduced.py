@@ -11,13 +11,28 @@ iteration and the Cholesky factorization n^3/3; A'A is formed once per solve.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from qpbench.solver.kkt.base import Direction, KKTSystem, SharedRHS, bmtv, bmv
+from qpbench.solver.kkt.base import Direction, Factorization, KKTSystem, SharedRHS, bmtv, bmv
 from qpbench.solver.linalg import cholesky, cholesky_solve
 from qpbench.solver.result import WorkCounts
 from qpbench.solver.scaling import ScaledProblem
+
+
+@dataclass
+class ReducedFactorization(Factorization):
+    """The reduced form's factor, with the weights its solves apply to recover the multipliers."""
+
+    W: Tensor  # (B, m) 1 / (s/lam + delta)
+    inv_delta: Tensor  # (B,)
+
+
+def _reduced(fac: Factorization) -> ReducedFactorization:
+    assert isinstance(fac, ReducedFactorization), "a factorization of the reduced form"
+    return fac
 
 
 class ReducedKKT(KKTSystem):
@@ -26,11 +41,8 @@ class ReducedKKT(KKTSystem):
     def __init__(self, prob: ScaledProblem, work: WorkCounts) -> None:
         super().__init__(prob, work)
         self.AtA = torch.matmul(prob.A.mT, prob.A) if self.k else None  # (B, n, n), once per solve
-        self._L: Tensor | None = None
-        self._W: Tensor | None = None
-        self._inv_delta: Tensor | None = None
 
-    def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Tensor:
+    def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> ReducedFactorization:
         P = self.prob
         self.work.add(factorizations=self.batch_size)
         W = 1.0 / w_inv
@@ -40,31 +52,28 @@ class ReducedKKT(KKTSystem):
         if self.AtA is not None:
             M.add_(self.AtA * inv_delta.view(-1, 1, 1))
         M.diagonal(dim1=-2, dim2=-1).add_(rho.unsqueeze(-1))
-        self._L, ok = cholesky(M.contiguous(), overwrite=True)
-        self._W, self._inv_delta = W, inv_delta
-        return ok
+        L, ok = cholesky(M.contiguous(), overwrite=True)
+        return ReducedFactorization(L, ok, W, inv_delta)
 
-    def shared_rhs(self, a: Tensor, e: Tensor) -> SharedRHS:
+    def shared_rhs(self, fac: Factorization, a: Tensor, e: Tensor) -> SharedRHS:
         if not self.k:
             return SharedRHS(a=a, e=e, extra=a)
-        assert self._inv_delta is not None, "factor before solving"
-        return SharedRHS(a=a, e=e, extra=a + bmtv(self.prob.A, e) * self._inv_delta.unsqueeze(-1))
+        return SharedRHS(a=a, e=e, extra=a + bmtv(self.prob.A, e) * _reduced(fac).inv_delta.unsqueeze(-1))
 
-    def solve(self, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
-        assert self._L is not None and self._W is not None and self._inv_delta is not None, "factor before solving"
+    def solve(self, fac: Factorization, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
+        f = _reduced(fac)
         P = self.prob
         self.work.add(solves=self.batch_size)
-        Wg = self._W * g
+        Wg = f.W * g
         r = rhs.extra + bmtv(P.G, Wg) if self.m else rhs.extra
-        dz = cholesky_solve(self._L, r)
+        dz = cholesky_solve(f.L, r)
         Gdz = bmv(P.G, dz)
-        dlam = self._W * Gdz - Wg
-        dnu = (bmv(P.A, dz) - rhs.e) * self._inv_delta.unsqueeze(-1) if self.k else rhs.e
+        dlam = f.W * Gdz - Wg
+        dnu = (bmv(P.A, dz) - rhs.e) * f.inv_delta.unsqueeze(-1) if self.k else rhs.e
         return Direction(dz=dz, Gdz=Gdz, dlam=dlam, dnu=dnu)
 
     def select(self, idx: Tensor) -> ReducedKKT:
         new = object.__new__(ReducedKKT)
         self._select_common(new, idx)
         new.AtA = None if self.AtA is None else self.AtA[idx]
-        new._L = new._W = new._inv_delta = None
         return new
