@@ -47,8 +47,15 @@ def test_a_compiled_shape_is_not_compiled_again(batch: QPBatch) -> None:
     graphs = counters["stats"]["unique_graphs"]
     solve(batch, compile=True, kkt_form="dual")
     assert counters["stats"]["unique_graphs"] == graphs
-    solve(batch, compile=True, kkt_form="dual", eps_abs=1e-7)  # other constants: compiled anew
-    solve(batch, compile=True, kkt_form="dual", eps_abs=1e-7)
+    # Other settings are compiled anew, and a check every third iteration (the default off the
+    # CPU) stops the compiled loop where the eager mode stops.
+    eager = solve(batch, mode="fixed", kkt_form="dual", check_every=3)
+    for _ in range(2):
+        compiled = solve(batch, compile=True, kkt_form="dual", check_every=3)
+        assert compiled.statuses() == eager.statuses()
+        assert torch.equal(compiled.iterations, eager.iterations)
+        assert compiled.info.iterations_loop == eager.info.iterations_loop
+        assert compiled.work == eager.work
     assert counters["stats"]["unique_graphs"] > graphs
 
 

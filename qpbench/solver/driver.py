@@ -28,7 +28,7 @@ from torch import Tensor
 
 from qpbench.problem import QPBatch
 from qpbench.solver.certificates import DataNorms, primal_infeasible, unbounded
-from qpbench.solver.compiled import require_compiler, run_compiled
+from qpbench.solver.compiled import loop_while, require_compiler, run_compiled, run_compiled_loop
 from qpbench.solver.graphs import GraphIteration
 from qpbench.solver.kkt import DualKKT, KKTSystem, ReducedKKT, dual_form_suitable
 from qpbench.solver.kkt.dual import power_start
@@ -39,7 +39,7 @@ from qpbench.solver.regularization import EARLY_ITERATIONS, Prox, after_failure,
 from qpbench.solver.result import FormGroup, QPSolution, SolveInfo, WorkCounts
 from qpbench.solver.scaling import ScaledProblem, Scaling, equilibrate
 from qpbench.solver.settings import SolverSettings
-from qpbench.solver.state import Iterate, select_rows
+from qpbench.solver.state import Iterate, select_rows, tensors_of, with_tensors
 from qpbench.solver.verify import confirmed
 from qpbench.status import Status
 
@@ -52,12 +52,12 @@ class Compute:
     """Calls the solver's fixed-shape steps: directly, or with ``compile`` through their
     torch.compile'd versions (``qpbench.solver.compiled``)."""
 
-    def __init__(self, compiled: bool, work: WorkCounts) -> None:
-        self.compiled, self.work = compiled, work
+    def __init__(self, compiled: bool, work: WorkCounts, device: torch.device) -> None:
+        self.compiled, self.work, self.device = compiled, work, device
 
     def __call__(self, fn: Callable[..., T], key: Hashable, *args: Any) -> T:
         """``fn(*args)``; ``key`` tells apart the calls whose work differs (see ``run_compiled``)."""
-        return run_compiled(fn, key, self.work, *args) if self.compiled else fn(*args)
+        return run_compiled(fn, key, self.work, self.device, *args) if self.compiled else fn(*args)
 
 
 # --------------------------------------------------------------------------- form choice
@@ -249,13 +249,16 @@ def confirm_pending(ws: Working, original: QPBatch, absent: Tensor, eps_abs: flo
     record_confirmation(track, pending, torch.zeros_like(pending).index_fill(0, rows[ok], True))
 
 
-def confirm_all(ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float) -> None:
+def confirm_all(
+    ws: Working, original: QPBatch, absent: Tensor, eps_abs: float, eps_rel: float, due: bool | Tensor = True
+) -> None:
     """``confirm_pending`` for the fixed-shape mode: the check made on every problem's iterate,
-    its verdict recorded for the problems pending; no data-dependent shape, so it compiles."""
+    its verdict recorded for the problems pending (if ``due``, a 0-d tensor inside a compiled
+    loop); no data-dependent shape, so it compiles."""
     track = ws.track
     z, _, lam, nu = unscale(ws.kkt.prob.scaling, ws.it.x, ws.it.n, ws.it.m, absent[track.origin])
     ok = confirmed(original, track.origin, z, lam, nu, eps_abs, eps_rel)
-    record_confirmation(track, pending_confirmation(track), ok)
+    record_confirmation(track, pending_confirmation(track) & due, ok)
 
 
 # A problem whose merit has not improved by a tenth for this many iterations stops
@@ -442,8 +445,8 @@ def fixed_iteration(ws: Working, first: bool, iteration: int | Tensor, suspects:
 
 
 class Steps:
-    """How the fixed-shape mode runs its iterations: eagerly (this class), compiled, or replayed
-    as a CUDA graph."""
+    """How the fixed-shape mode runs its iterations: eagerly (this class) or replayed as a CUDA
+    graph (compiled, the mode is ``CompiledLoop``)."""
 
     def __init__(self, ws: Working, suspects: Suspects, ctx: Context) -> None:
         self.ws, self.suspects, self.ctx = ws, suspects, ctx
@@ -469,21 +472,6 @@ class Steps:
 
     def after_host_code(self) -> None:
         """Code outside the steps (the confirmation) changed the state."""
-
-
-class CompiledSteps(Steps):
-    """Every iteration through one ``torch.compile``d function (``compiled``), the iteration's
-    number passed as a tensor so that all but the first share the compiled code."""
-
-    def __call__(self, iteration: int) -> None:
-        ws, first = self.ws, iteration == 0
-        args = (ws, first, torch.tensor(iteration), self.suspects, self.ctx)
-        run_compiled(fixed_iteration, (*shape_key(ws.kkt), self.suspects, first), ws.kkt.work, *args)
-
-    def confirm(self) -> None:
-        ctx, ws = self.ctx, self.ws
-        args = (ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
-        run_compiled(confirm_all, shape_key(ws.kkt), ws.kkt.work, *args)
 
 
 class GraphSteps(Steps):
@@ -534,6 +522,81 @@ class FixedShape(IterationMode):
         return ws, settings.max_iter
 
 
+# The state an iteration changes, as the flat tensors a compiled loop carries: [x, prox, track].
+LoopState = tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]
+
+
+def loop_state(ws: Working) -> LoopState:
+    return ws.it.x, tensors_of(ws.prox), tensors_of(ws.track)
+
+
+def with_loop_state(ws: Working, state: LoopState) -> Working:
+    """The working set ``ws`` at ``state`` (new state objects; ``ws`` itself is not changed)."""
+    x, prox, track = state
+    return Working(ws.kkt, Iterate(x, ws.it.n, ws.it.m), with_tensors(ws.prox, prox), with_tensors(ws.track, track),
+                   ws.norms, ws.rows)
+
+
+def unaliased(new: LoopState, old: LoopState) -> LoopState:
+    """``new`` with a copy of every tensor that is still the one in ``old`` (a loop's body must
+    not return its inputs)."""
+    def fresh(a: Tensor, b: Tensor) -> Tensor:
+        return a.clone() if a is b else a
+
+    return (fresh(new[0], old[0]), tuple(map(fresh, new[1], old[1])), tuple(map(fresh, new[2], old[2])))
+
+
+def iterate(ws: Working, suspects: Suspects, ctx: Context) -> tuple[Tensor, LoopState]:
+    """The fixed-shape mode's iterations 0 to max_iter - 1, each followed by the confirmation
+    when a check is due (every ``check_every`` iterations); all but the first as one
+    ``loop_while``, which stops at a check where every problem has a status. Returns the (0-d)
+    number of iterations taken and the final state. ``ws`` is not changed: torch.compile did not
+    replay the reassignment of a state object that the same function had also changed."""
+    max_iter, every = ctx.settings.max_iter, ctx.settings.check_every
+    assert every is not None, "settings are resolved"
+    first = with_loop_state(ws, loop_state(ws))
+    fixed_iteration(first, True, 0, suspects, ctx)  # nothing yet to update the prox from
+    if every == 1:
+        confirm_all(first, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
+
+    def go_on(i: Tensor, state: LoopState) -> Tensor:
+        running = (with_loop_state(ws, state).track.status == RUNNING).any()
+        return (i < max_iter) & ((i % every != 0) | running)
+
+    def iteration(i: Tensor, state: LoopState) -> tuple[Tensor, LoopState]:
+        w = with_loop_state(ws, state)
+        fixed_iteration(w, False, i, suspects, ctx)
+        confirm_all(w, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel, due=(i + 1) % every == 0)
+        return i + 1, unaliased(loop_state(w), state)
+
+    one = torch.ones((), dtype=torch.int64, device=ws.it.x.device)
+    return loop_while(go_on, iteration, one, loop_state(first), ws.kkt.work)
+
+
+class CompiledLoop(IterationMode):
+    """The fixed-shape mode compiled (``compile=True``): every iteration, with the confirmations,
+    in one compiled call (``iterate``), the later ones as one compiled loop. The host is asked
+    once, when the loop ends: the per-iteration call, guard check and round trip of the state
+    through Python are what decide small batches."""
+
+    name = "fixed"
+
+    def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
+        settings = ctx.settings
+        assert settings.check_every is not None, "settings are resolved"
+        suspects = Suspects(infeasible=True, unbounded=bool(ws.track.may_be_unbounded.any()))
+        key = (*shape_key(ws.kkt), suspects)
+        loops, state = run_compiled_loop(iterate, key, 1, ws.kkt.work, ws.it.x.device, ws, suspects, ctx)
+        final = with_loop_state(ws, state)
+        ws.it, ws.prox, ws.track = final.it, final.prox, final.track
+        # As in FixedShape: the last iteration's observation, unless a check there found every
+        # problem finished.
+        at_check = settings.max_iter % settings.check_every == 0
+        if loops == settings.max_iter and not (at_check and not bool((ws.track.status == RUNNING).any())):
+            observe(ws, Phase.at(settings.max_iter, settings.max_iter, first=False), suspects, ctx)
+        return ws, loops
+
+
 MODES: dict[str, type[IterationMode]] = {m.name: m for m in (Compacting, FixedShape)}
 
 
@@ -544,7 +607,7 @@ def choose_mode(settings: SolverSettings, device: torch.device) -> IterationMode
     name = settings.mode if settings.mode != "auto" else ("compact" if compact else "fixed")
     if name == "fixed":
         if settings.compile:
-            return FixedShape(CompiledSteps)
+            return CompiledLoop()
         return FixedShape(GraphSteps if settings.cuda_graphs and device.type == "cuda" else Steps)
     return Compacting()
 
@@ -590,7 +653,7 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     if settings.compile:
         require_compiler(batch.device)
     work = WorkCounts()
-    compute = Compute(settings.compile, work)
+    compute = Compute(settings.compile, work, batch.device)
     B, n, m, k = batch.batch_size, batch.n, batch.m, batch.k
     P, absent, norms = compute(prepare, (B, n, m, k), batch, settings.scaling_iters, settings.scale_cost)
     N = n + 2 * m + k

@@ -14,16 +14,12 @@ iteration's share on every replay.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 
 import torch
-from torch import Tensor
 
 from qpbench.solver.result import WorkCounts
-
-
-def _tensor_fields(obj: object) -> list[str]:
-    return [f.name for f in fields(obj) if isinstance(getattr(obj, f.name), Tensor)]  # type: ignore[arg-type]
+from qpbench.solver.state import tensor_fields
 
 
 class StateBuffers:
@@ -32,7 +28,7 @@ class StateBuffers:
     PARTS = ("it", "prox", "track")
 
     def __init__(self, ws: object) -> None:
-        self.buffers = {part: {name: getattr(getattr(ws, part), name) for name in _tensor_fields(getattr(ws, part))}
+        self.buffers = {part: {name: getattr(getattr(ws, part), name) for name in tensor_fields(getattr(ws, part))}
                         for part in self.PARTS}
 
     def absorb(self, ws: object) -> None:

@@ -151,7 +151,7 @@ def update(
     residual = torch.stack([meas.dual, meas.primal], dim=-1)
     within = torch.stack([meas.dual_ratio <= 1, meas.primal_ratio <= 1], dim=-1)
     progress = (residual < _PROGRESS * prox.previous) | within | (finetuned & (prox.params <= floor) & small)
-    progress &= step
+    progress = progress & step
 
     # Without progress the parameters still shrink slowly while the prox term is small, and
     # also once progress has stalled for long: on an infeasible (unbounded) problem the

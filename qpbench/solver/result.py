@@ -45,6 +45,16 @@ class WorkCounts:
         """The work counted after ``before`` (a snapshot of this one)."""
         return WorkCounts(*(getattr(self, f.name) - getattr(before, f.name) for f in fields(self)))
 
+    def times(self, k: int) -> WorkCounts:
+        return WorkCounts(*(getattr(self, f.name) * k for f in fields(self)))
+
+    def divided(self, k: int) -> WorkCounts:
+        """The share of one of ``k`` passes of equal work."""
+        counts = [getattr(self, f.name) for f in fields(self)]
+        if any(c % k for c in counts):
+            raise ValueError(f"work {self} is not {k} passes of equal work")
+        return WorkCounts(*(c // k for c in counts))
+
     def add_counts(self, other: WorkCounts) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))

@@ -12,10 +12,24 @@ from torch import Tensor
 T = TypeVar("T")
 
 
+def tensor_fields(state: object) -> list[str]:
+    """The names of a dataclass's tensor fields, in declaration order."""
+    return [f.name for f in fields(state) if isinstance(getattr(state, f.name), Tensor)]  # type: ignore[arg-type]
+
+
 def select_rows(state: T, idx: Tensor) -> T:
     """A copy of a dataclass with every tensor field restricted to the rows ``idx``."""
-    picked = {f.name: getattr(state, f.name)[idx] for f in fields(state) if isinstance(getattr(state, f.name), Tensor)}
-    return replace(state, **picked)
+    return replace(state, **{name: getattr(state, name)[idx] for name in tensor_fields(state)})  # type: ignore[type-var]
+
+
+def tensors_of(state: object) -> tuple[Tensor, ...]:
+    """The tensor fields' values (``tensor_fields`` order): a dataclass as a flat tuple."""
+    return tuple(getattr(state, name) for name in tensor_fields(state))
+
+
+def with_tensors(state: T, values: tuple[Tensor, ...]) -> T:
+    """A copy of a dataclass with its tensor fields set to ``values`` (``tensors_of``'s order)."""
+    return replace(state, **dict(zip(tensor_fields(state), values, strict=True)))  # type: ignore[type-var]
 
 
 @dataclass

@@ -80,7 +80,16 @@ class KKTSystem(abc.ABC):
         self.prob = prob
         self.work = work
         self.n, self.m, self.k = prob.n, prob.h.shape[-1], prob.b.shape[-1]
-        self.C, self.QCt = prob.C, prob.QCt  # views of the problem's one copy of the matrices
+
+    # Views of the problem's one copy of the matrices, derived where used: a compiled loop may
+    # not capture two tensors that share memory.
+    @property
+    def C(self) -> Tensor:
+        return self.prob.C
+
+    @property
+    def QCt(self) -> Tensor:
+        return self.prob.QCt
 
     @property
     def batch_size(self) -> int:
@@ -153,4 +162,3 @@ class KKTSystem(abc.ABC):
     def _select_common(self, new: KKTSystem, idx: Tensor) -> None:
         new.prob, new.work = self.prob.select(idx), self.work
         new.n, new.m, new.k = self.n, self.m, self.k
-        new.C, new.QCt = new.prob.C, new.prob.QCt
