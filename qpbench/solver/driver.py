@@ -498,10 +498,9 @@ class FixedShape(IterationMode):
     """Every problem stays in the working set (finished ones are masked), and the host is asked
     only every ``check_every`` iterations, where converged problems are confirmed: no
     data-dependent shape and no synchronization inside a block, which is what CUDA graphs can
-    capture and torch.compile can compile (``steps``: eager, compiled, or on CUDA with
-    ``cuda_graphs`` replayed from the sixth iteration on). Best on a GPU, where a
-    synchronization costs more than the masked work, and compiled wherever dispatch overhead
-    decides (small batches)."""
+    capture and torch.compile can compile (``steps``: eager, or on CUDA with ``cuda_graphs``
+    replayed from the sixth iteration on; compiled, the same iterations are ``CompiledLoop``).
+    Best on a GPU, where a synchronization costs more than the masked work."""
 
     name = "fixed"
 
