@@ -7,9 +7,10 @@ factorizations and triangular solves called as library kernels), an iteration co
 of that. The fixed-shape mode's steps are what compiles without breaks: no data-dependent
 shapes and no host synchronization.
 
-The iterations after the first run as one call (``run_compiled_loop``): a ``while_loop``, which
-TorchInductor compiles into a loop of its own, so the guards, the generated code's Python wrapper
-and the state's round trip through Python are paid once a solve instead of once an iteration.
+All iterations run as one call (``run_compiled_loop``), those after the first as a
+``while_loop``, which TorchInductor compiles into a loop of its own: the guards, the generated
+code's wrapper and the state's round trip through Python are paid once a solve instead of once
+an iteration.
 
 A step is compiled once per (function, shapes, dtype, device, form, settings) and reused by
 later solves of the same in the process (TorchInductor also caches the generated code on disk, so a

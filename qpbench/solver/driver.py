@@ -258,7 +258,8 @@ def confirm_all(
     track = ws.track
     z, _, lam, nu = unscale(ws.kkt.prob.scaling, ws.it.x, ws.it.n, ws.it.m, absent[track.origin])
     ok = confirmed(original, track.origin, z, lam, nu, eps_abs, eps_rel)
-    record_confirmation(track, pending_confirmation(track) & due, ok)
+    pending = pending_confirmation(track)
+    record_confirmation(track, pending if due is True else pending & due, ok)
 
 
 # A problem whose merit has not improved by a tenth for this many iterations stops
