@@ -320,11 +320,11 @@ def final_weights(sol: Any) -> list[tuple[Any, torch.Tensor]]:
 
 def fresh_dual_system(kkt: Any) -> Any:
     """The dual form's one-time work again: Q's Cholesky factor and K = C Q^-1 C'."""
-    from qpbench.solver.kkt import DualKKT, dual_form_suitable
-    from qpbench.solver.kkt.dual import power_start
+    from qpbench.solver.kkt import DualKKT
+    from qpbench.solver.linalg import cholesky
     from qpbench.solver.result import WorkCounts
 
-    return DualKKT(kkt.prob, WorkCounts(), dual_form_suitable(kkt.prob.Q, power_start(kkt.prob.Q))[1])
+    return DualKKT(kkt.prob, WorkCounts(), cholesky(kkt.prob.Q.clone(), overwrite=True)[0])
 
 
 def limit_work(sol: Any) -> Callable[[], None]:

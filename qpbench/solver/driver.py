@@ -60,28 +60,58 @@ class Compute:
         return run_compiled(fn, key, self.work, self.device, *args) if self.compiled else fn(*args)
 
 
-# --------------------------------------------------------------------------- form choice
+# --------------------------------------------------------------------------- set-up and form choice
+@dataclass
+class Setup:
+    """The scaled problem and what the form choice and every form need of it."""
+
+    P: ScaledProblem
+    absent: Tensor  # (B, m) rows without bound
+    norms: DataNorms  # the data's norms, for the certificates
+    definite: Tensor  # (B,) bool: the scaled Q factored, so the problem is bounded below
+    q_factor: Tensor | None  # (B, n, n) that factor (where it exists), if the dual form was tested
+    dual_suitable: Tensor | None  # (B,) bool: the dual form applies (None: not tested)
+
+
+def tests_dual_form(kkt_form: str, n: int, r: int) -> bool:
+    """Whether the form choice tests the dual form on problems with n variables and r
+    constraint rows: where it was asked for, or where its (r x r) factorization is cheaper than
+    the reduced form's n x n one. The reduced form always applies."""
+    if kkt_form == "reduced" or r == 0:
+        return False
+    return kkt_form == "dual" or r**3 / 3 + 2 * r * r < r * n * n + n**3 / 3
+
+
+def set_up(batch: QPBatch, scaling_iters: int, scale_cost: bool, start_vector: Tensor | None) -> Setup:
+    """Scale the problem and factor its Q, once: whether the factor exists says whether a
+    problem may be unbounded; with ``start_vector`` (``power_start``), the factor also tests
+    where the dual form applies, which then reuses it."""
+    P, absent = equilibrate(batch, scaling_iters, scale_cost)
+    L, definite = cholesky(P.Q.clone(memory_format=torch.contiguous_format), overwrite=True)
+    if start_vector is None:  # the factor is not kept: it is as large as Q
+        return Setup(P, absent, DataNorms.of(batch, absent), definite, None, None)
+    # Where Q did not factor, L and the estimate made with it mean nothing; ``definite`` masks
+    # both (every batched operation keeps its problems apart).
+    suitable = dual_form_suitable(P.Q, L, definite, start_vector)
+    return Setup(P, absent, DataNorms.of(batch, absent), definite, L, suitable)
+
+
 @dataclass
 class FormPlan:
-    """Which problems a form solves, and the dual form's factor of Q for them."""
+    """Which problems a form solves, and what it needs of the set-up for them."""
 
     form: type[KKTSystem]
     index: Tensor
-    q_factor: Tensor | None = None
+    may_be_unbounded: Tensor  # (b,) bool: Q did not factor
+    q_factor: Tensor | None = None  # the dual form's factor of Q
 
 
-def plan_forms(P: ScaledProblem, kkt_form: str, compute: Compute) -> list[FormPlan]:
-    """The reduced form always applies; the dual form where Q is safely positive definite and
-    where its (m+k)-sized factorization is cheaper than the n x n one (or where it was asked for)."""
-    B, n = P.p.shape
-    r = P.G.shape[1] + P.A.shape[1]
-    everything = torch.arange(B, device=P.p.device)
-    if kkt_form == "reduced" or r == 0:
-        return [FormPlan(ReducedKKT, everything)]
-    cheaper = r**3 / 3 + 2 * r * r < r * n * n + n**3 / 3
-    if kkt_form == "auto" and not cheaper:
-        return [FormPlan(ReducedKKT, everything)]
-    suitable, L = compute(dual_form_suitable, (B, n, P.Q.dtype, P.Q.device), P.Q, power_start(P.Q))
+def plan_forms(setup: Setup, kkt_form: str) -> list[FormPlan]:
+    """The dual form where the set-up found it suitable, the reduced form for the rest."""
+    B = setup.definite.shape[0]
+    suitable = setup.dual_suitable
+    if suitable is None:
+        return [FormPlan(ReducedKKT, torch.arange(B, device=setup.definite.device), ~setup.definite)]
     if kkt_form == "dual" and not bool(suitable.all()):
         bad = torch.nonzero(~suitable).squeeze(1).tolist()
         raise ValueError(
@@ -90,9 +120,10 @@ def plan_forms(P: ScaledProblem, kkt_form: str, compute: Compute) -> list[FormPl
         )
     dual = torch.nonzero(suitable).squeeze(1)
     rest = torch.nonzero(~suitable).squeeze(1)
-    everyone_dual = dual.numel() == B  # then no copy of the factors (the data's size)
-    plans = [FormPlan(DualKKT, dual, L if everyone_dual else L[dual])] if dual.numel() else []
-    return plans + ([FormPlan(ReducedKKT, rest)] if rest.numel() else [])
+    if dual.numel() == B:  # then no copy of the factors (the data's size)
+        return [FormPlan(DualKKT, dual, ~setup.definite, setup.q_factor)]
+    plans = [FormPlan(DualKKT, dual, ~setup.definite[dual], setup.q_factor[dual])] if dual.numel() else []  # type: ignore[index]
+    return plans + ([FormPlan(ReducedKKT, rest, ~setup.definite[rest])] if rest.numel() else [])
 
 
 def build(plan: FormPlan, P: ScaledProblem, work: WorkCounts) -> KKTSystem:
@@ -336,22 +367,27 @@ class Outcome:
     loops: int
 
 
-def start(kkt: KKTSystem, norms: DataNorms, origin: Tensor, settings: SolverSettings) -> Working:
+@dataclass
+class Group:
+    """One form's problems, ready to iterate."""
+
+    kkt: KKTSystem
+    norms: DataNorms
+    origin: Tensor  # (b,) positions of the problems in the whole batch
+    may_be_unbounded: Tensor  # (b,) bool: Q did not factor (``Setup.definite``)
+
+
+def start(group: Group, settings: SolverSettings) -> Working:
     """The initial working set: initial point, proximal state, per-problem tracking."""
+    kkt = group.kkt
     P = kkt.prob
     B = P.batch_size
     primal_prox = not isinstance(kkt, DualKKT)
-    # A problem whose Q is positive definite (it factors) is bounded below on its feasible set:
-    # it is never declared unbounded, however ill-conditioned Q is.
-    if primal_prox:
-        may_be_unbounded = ~cholesky(P.Q.clone(memory_format=torch.contiguous_format), overwrite=True)[1]
-    else:
-        may_be_unbounded = torch.zeros(B, dtype=torch.bool, device=P.p.device)
     prox = Prox.initial(Iterate(P.p.new_zeros(B, 0), 0, 0), settings, primal_prox)  # parameters only
     it, started = initial_point(kkt, prox)
     prox = after_failure(Prox.initial(it, settings, primal_prox), ~started)
-    track = Track.start(it, started, may_be_unbounded, origin)
-    return Working(kkt, it, prox, track, norms, torch.arange(B, device=P.p.device))
+    track = Track.start(it, started, group.may_be_unbounded, group.origin)
+    return Working(kkt, it, prox, track, group.norms, torch.arange(B, device=P.p.device))
 
 
 @dataclass
@@ -397,9 +433,13 @@ class IterationMode(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
-        """Iterate until every problem has a status; returns the final working set and the
-        number of steps taken."""
+    def run(self, group: Group, ctx: Context, compute: Compute) -> tuple[Working, int]:
+        """Start and iterate until every problem has a status; returns the final working set
+        and the number of steps taken."""
+
+    @staticmethod
+    def started(group: Group, ctx: Context, compute: Compute) -> Working:
+        return compute(start, shape_key(group.kkt), group, ctx.settings)
 
 
 class Compacting(IterationMode):
@@ -408,8 +448,9 @@ class Compacting(IterationMode):
 
     name = "compact"
 
-    def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
+    def run(self, group: Group, ctx: Context, compute: Compute) -> tuple[Working, int]:
         settings = ctx.settings
+        ws = self.started(group, ctx, compute)
         everyone = ws.rows.clone()
         self.full_track, self.full_prox = select_rows(ws.track, everyone), select_rows(ws.prox, everyone)
         suspects = Suspects()
@@ -508,8 +549,9 @@ class FixedShape(IterationMode):
     def __init__(self, steps: type[Steps] = Steps) -> None:
         self.steps = steps
 
-    def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
+    def run(self, group: Group, ctx: Context, compute: Compute) -> tuple[Working, int]:
         settings = ctx.settings
+        ws = self.started(group, ctx, compute)
         # Certificate tests every iteration: deciding per iteration would take a synchronization.
         suspects = Suspects(infeasible=True, unbounded=bool(ws.track.may_be_unbounded.any()))
         step = self.steps(ws, suspects, ctx)
@@ -573,22 +615,28 @@ def iterate(ws: Working, suspects: Suspects, ctx: Context) -> tuple[Tensor, Loop
     return loop_while(go_on, iteration, one, loop_state(first), ws.kkt.work)
 
 
+def start_and_iterate(group: Group, suspects: Suspects, ctx: Context) -> tuple[Tensor, Working]:
+    """``start``, then ``iterate``: the (0-d) number of iterations taken and the final working set."""
+    ws = start(group, ctx.settings)
+    count, state = iterate(ws, suspects, ctx)
+    return count, with_loop_state(ws, state)
+
+
 class CompiledLoop(IterationMode):
     """The fixed-shape mode compiled (``compile=True``): every iteration, with the confirmations,
-    in one compiled call (``iterate``), the later ones as one compiled loop. The host is asked
+    in one compiled call with the start (``start_and_iterate``), the later ones as one compiled loop. The host is asked
     once, when the loop ends: the per-iteration call, guard check and round trip of the state
     through Python are what decide small batches."""
 
     name = "fixed"
 
-    def run(self, ws: Working, ctx: Context) -> tuple[Working, int]:
+    def run(self, group: Group, ctx: Context, compute: Compute) -> tuple[Working, int]:
         settings = ctx.settings
         assert settings.check_every is not None, "settings are resolved"
-        suspects = Suspects(infeasible=True, unbounded=bool(ws.track.may_be_unbounded.any()))
-        key = (*shape_key(ws.kkt), suspects)
-        loops, state = run_compiled_loop(iterate, key, 1, ws.kkt.work, ws.it.x.device, ws, suspects, ctx)
-        final = with_loop_state(ws, state)
-        ws.it, ws.prox, ws.track = final.it, final.prox, final.track
+        suspects = Suspects(infeasible=True, unbounded=bool(group.may_be_unbounded.any()))
+        kkt = group.kkt
+        key = (*shape_key(kkt), suspects)
+        loops, ws = run_compiled_loop(start_and_iterate, key, 1, kkt.work, kkt.prob.p.device, group, suspects, ctx)
         # As in FixedShape: the last iteration's observation, unless a check there found every
         # problem finished.
         at_check = settings.max_iter % settings.check_every == 0
@@ -617,11 +665,9 @@ def shape_key(kkt: KKTSystem) -> tuple[object, ...]:
     return (type(kkt), kkt.batch_size, kkt.n, kkt.m, kkt.k, kkt.prob.p.dtype, kkt.prob.p.device)
 
 
-def run_form(
-    kkt: KKTSystem, norms: DataNorms, origin: Tensor, mode: IterationMode, ctx: Context, compute: Compute
-) -> Outcome:
+def run_form(group: Group, mode: IterationMode, ctx: Context, compute: Compute) -> Outcome:
     """Iterate on one form's group until every problem has a status (see the module docstring)."""
-    ws, loops = mode.run(compute(start, shape_key(kkt), kkt, norms, origin, ctx.settings), ctx)
+    ws, loops = mode.run(group, ctx, compute)
     # A SOLVED problem of a last block may not be confirmed yet.
     confirm_pending(ws, ctx.original, ctx.absent, ctx.eps_abs, ctx.eps_rel)
     status = ws.track.status.masked_fill(ws.track.status == RUNNING, int(Status.MAX_ITER))
@@ -640,10 +686,17 @@ def unscale(P: Scaling, x: Tensor, n: int, m: int, absent: Tensor) -> tuple[Tens
     return z, s, lam, nu
 
 
-def prepare(batch: QPBatch, scaling_iters: int, scale_cost: bool) -> tuple[ScaledProblem, Tensor, DataNorms]:
-    """The scaled problem, the rows without bound, and the data's norms for the certificates."""
-    P, absent = equilibrate(batch, scaling_iters, scale_cost)
-    return P, absent, DataNorms.of(batch, absent)
+def joined(plans: list[FormPlan], outcomes: list[Outcome]) -> tuple[Tensor, Tensor, Tensor]:
+    """The groups' returned iterates, statuses and iteration counts, in the batch's order."""
+    if len(outcomes) == 1:  # one group is the whole batch, in order: nothing to scatter
+        return outcomes[0].x, outcomes[0].status, outcomes[0].iterations
+    B = sum(out.x.shape[0] for out in outcomes)
+    first = outcomes[0]
+    x = first.x.new_zeros(B, first.x.shape[1])
+    status, iterations = first.status.new_empty(B), first.iterations.new_empty(B)
+    for plan, out in zip(plans, outcomes, strict=True):
+        x[plan.index], status[plan.index], iterations[plan.index] = out.x, out.status, out.iterations
+    return x, status, iterations
 
 
 @torch.no_grad()  # the iterations are not differentiated: gradients come from qpbench.layer.QPFunction
@@ -655,24 +708,25 @@ def solve_batch(batch: QPBatch, settings: SolverSettings) -> QPSolution:
     work = WorkCounts()
     compute = Compute(settings.compile, work, batch.device)
     B, n, m, k = batch.batch_size, batch.n, batch.m, batch.k
-    P, absent, norms = compute(prepare, (B, n, m, k), batch, settings.scaling_iters, settings.scale_cost)
-    N = n + 2 * m + k
-    x = P.p.new_zeros(B, N)
-    status = torch.full((B,), RUNNING, dtype=torch.int8, device=P.p.device)
-    iterations = torch.zeros(B, dtype=torch.int32, device=P.p.device)
+    test_dual = tests_dual_form(settings.kkt_form, n, m + k)
+    start_vector = power_start(B, n, batch.p) if test_dual else None
+    setup = compute(set_up, (B, n, m, k, test_dual), batch, settings.scaling_iters, settings.scale_cost, start_vector)
+    P, absent, norms = setup.P, setup.absent, setup.norms
     groups: list[FormGroup] = []
+    outcomes: list[Outcome] = []
     loops = 0
     mode = choose_mode(settings, P.p.device)
     ctx = Context(settings, batch, absent, float(settings.eps_abs), float(settings.eps_rel))
-    plans = plan_forms(P, settings.kkt_form, compute)
+    plans = plan_forms(setup, settings.kkt_form)
     for plan in plans:
         # One group is the whole batch: nothing to select.
         part, part_norms = (P, norms) if len(plans) == 1 else (P.select(plan.index), select_rows(norms, plan.index))
         kkt = build(plan, part, work)
-        out = run_form(kkt, part_norms, plan.index, mode, ctx, compute)
-        x[plan.index], status[plan.index], iterations[plan.index] = out.x, out.status, out.iterations
+        out = run_form(Group(kkt, part_norms, plan.index, plan.may_be_unbounded), mode, ctx, compute)
+        outcomes.append(out)
         groups.append(FormGroup(kkt.name, plan.index, kkt, out.rho, out.delta))
         loops += out.loops
+    x, status, iterations = joined(plans, outcomes)
     z, s, lam, nu = unscale(P.scaling, x, n, m, absent)
     info = SolveInfo(
         settings=settings,

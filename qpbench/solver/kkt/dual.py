@@ -27,10 +27,11 @@ from qpbench.solver.scaling import ScaledProblem
 _COND_LIMIT = {torch.float64: 1e7, torch.float32: 1e3}
 
 
-def power_start(Q: Tensor) -> Tensor:
-    """(B, n) the start vector of ``condition_estimate``: random, the same for every call."""
+def power_start(batch_size: int, n: int, like: Tensor) -> Tensor:
+    """(B, n) the start vector of ``condition_estimate``, of ``like``'s dtype and device:
+    random, the same for every call."""
     g = torch.Generator(device="cpu").manual_seed(0)
-    return torch.rand(Q.shape[0], Q.shape[-1], generator=g, dtype=torch.float64).to(Q) + 0.5
+    return torch.rand(batch_size, n, generator=g, dtype=torch.float64).to(like) + 0.5
 
 
 def condition_estimate(Q: Tensor, L: Tensor, v: Tensor, steps: int = 8) -> Tensor:
@@ -52,22 +53,17 @@ def condition_estimate(Q: Tensor, L: Tensor, v: Tensor, steps: int = 8) -> Tenso
     return big * small
 
 
-def dual_form_suitable(Q: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-    """(B,) bool: Q is positive definite with a modest condition number (estimated from the
-    start vector v, see ``power_start``); and its Cholesky factor (the identity where it
-    failed), which the dual form reuses."""
-    L, ok = cholesky(Q.clone(memory_format=torch.contiguous_format), overwrite=True)
-    # (A compiled solve always selects: asking would end its graph.)
-    if torch.compiler.is_compiling() or not bool(ok.all()):
-        L = torch.where(ok.view(-1, 1, 1), L, torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device))
-    return ok & (condition_estimate(Q, L, v) < _COND_LIMIT[Q.dtype]), L
+def dual_form_suitable(Q: Tensor, L: Tensor, definite: Tensor, v: Tensor) -> Tensor:
+    """(B,) bool: Q is positive definite (``definite``: its Cholesky factor ``L`` exists) with a
+    modest condition number, estimated from the start vector v (see ``power_start``)."""
+    return definite & (condition_estimate(Q, L, v) < _COND_LIMIT[Q.dtype])
 
 
 class DualKKT(KKTSystem):
     name = "dual"
 
     def __init__(self, prob: ScaledProblem, work: WorkCounts, q_factor: Tensor) -> None:
-        """``q_factor``: the Cholesky factor of Q (from ``dual_form_suitable``)."""
+        """``q_factor``: the Cholesky factor of Q."""
         super().__init__(prob, work)
         self.Lq = q_factor
         # Y' = C Q^-1 and K = C Y from two triangular solves from the right (row layout, no
