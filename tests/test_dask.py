@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,17 @@ def _interrupt_after(out: Path, rows: int) -> threading.Thread:
     return thread
 
 
+@contextmanager
+def _interrupts_delivered() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt meanwhile, also where this process was started with it
+    ignored (a background job of a non-interactive shell, nohup): Python then keeps it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _solves(solve_log: Path, seed: int, mine: bool) -> list[tuple[int, str]]:
     """(n, tolerance) of each solve of ``seed`` logged by this process (``mine``) or by others."""
     found = []
@@ -257,8 +269,8 @@ def test_an_interrupted_run_resumes_under_the_other_executor_without_repeating_r
     )  # fmt: skip
     out = tmp_path / "out"
     on_dask, in_process = dask_options(out, scheduler), RunOptions(out_dir=out, quiet=True, in_process=True)
-    watcher = _interrupt_after(out, 2)
-    with pytest.raises(KeyboardInterrupt):
+    with _interrupts_delivered(), pytest.raises(KeyboardInterrupt):
+        watcher = _interrupt_after(out, 2)
         run_suite(suite, on_dask if first == "dask" else in_process)
     watcher.join()
     finished = read_rows(out)
