@@ -204,3 +204,24 @@ def test_confirmation_verdict_does_not_depend_on_which_rows_are_checked_together
                                  sol.nu[i : i + 1], 1e-8, eps_rel) for i in range(12)])
     assert torch.equal(together, alone)
     assert together.any() and not together.all()
+
+
+@pytest.mark.parametrize("mode", ["compact", "fixed"])
+def test_a_batch_split_between_forms_returns_each_solution_in_its_place(mode: str) -> None:
+    # Problems 2 and 3 have a singular Q (the dual form does not apply): the batch is solved as
+    # two groups, and each problem's answer must land at its own position, as if solved alone.
+    definite = generate("optnet_random", 2, 8, seed=1)
+    other = generate("optnet_random", 2, 8, seed=2)
+    Q = other.Q.clone()
+    Q[:, 0, :] = 0
+    Q[:, :, 0] = 0
+    singular = QPBatch(Q=Q, p=other.p, G=other.G, h=other.h)
+    batch = QPBatch.concat([definite, singular, definite[:1]])
+    sol = solve(batch, mode=mode)
+    assert [(g.form, g.index.tolist()) for g in sol.info.groups] == [("dual", [0, 1, 4]), ("reduced", [2, 3])]
+    assert sol.info.kkt_form == "mixed"
+    for i in range(batch.batch_size):
+        alone = solve(batch[i : i + 1], mode=mode)
+        assert alone.statuses()[0] == sol.statuses()[i] == Status.SOLVED
+        assert int(alone.iterations[0]) == int(sol.iterations[i])
+        assert torch.allclose(alone.z[0], sol.z[i], atol=1e-12, rtol=0)

@@ -118,11 +118,13 @@ def plan_forms(setup: Setup, kkt_form: str) -> list[FormPlan]:
             f"kkt_form='dual' needs a positive definite, well-conditioned Q; problems {bad} have none "
             "(use kkt_form='auto' or 'reduced')"
         )
+    L = setup.q_factor
+    assert L is not None, "the set-up keeps Q's factor where it tests the dual form"
     dual = torch.nonzero(suitable).squeeze(1)
     rest = torch.nonzero(~suitable).squeeze(1)
     if dual.numel() == B:  # then no copy of the factors (the data's size)
-        return [FormPlan(DualKKT, dual, ~setup.definite, setup.q_factor)]
-    plans = [FormPlan(DualKKT, dual, ~setup.definite[dual], setup.q_factor[dual])] if dual.numel() else []  # type: ignore[index]
+        return [FormPlan(DualKKT, dual, ~setup.definite, L)]
+    plans = [FormPlan(DualKKT, dual, ~setup.definite[dual], L[dual])] if dual.numel() else []
     return plans + ([FormPlan(ReducedKKT, rest, ~setup.definite[rest])] if rest.numel() else [])
 
 
