@@ -87,13 +87,13 @@ def set_up(batch: QPBatch, scaling_iters: int, scale_cost: bool, start_vector: T
     problem may be unbounded; with ``start_vector`` (``power_start``), the factor also tests
     where the dual form applies, which then reuses it."""
     P, absent = equilibrate(batch, scaling_iters, scale_cost)
+    norms = DataNorms.of(batch, absent)
     L, definite = cholesky(P.Q.clone(memory_format=torch.contiguous_format), overwrite=True)
     if start_vector is None:  # the factor is not kept: it is as large as Q
-        return Setup(P, absent, DataNorms.of(batch, absent), definite, None, None)
+        return Setup(P, absent, norms, definite, None, None)
     # Where Q did not factor, L and the estimate made with it mean nothing; ``definite`` masks
     # both (every batched operation keeps its problems apart).
-    suitable = dual_form_suitable(P.Q, L, definite, start_vector)
-    return Setup(P, absent, DataNorms.of(batch, absent), definite, L, suitable)
+    return Setup(P, absent, norms, definite, L, dual_form_suitable(P.Q, L, definite, start_vector))
 
 
 @dataclass
@@ -379,6 +379,12 @@ class Group:
     may_be_unbounded: Tensor  # (b,) bool: Q did not factor (``Setup.definite``)
 
 
+def fixed_suspects(group: Group) -> Suspects:
+    """The fixed-shape modes test certificates every iteration (deciding per iteration would take
+    a synchronization); the unboundedness test only where some problem may be unbounded."""
+    return Suspects(infeasible=True, unbounded=bool(group.may_be_unbounded.any()))
+
+
 def start(group: Group, settings: SolverSettings) -> Working:
     """The initial working set: initial point, proximal state, per-problem tracking."""
     kkt = group.kkt
@@ -554,8 +560,7 @@ class FixedShape(IterationMode):
     def run(self, group: Group, ctx: Context, compute: Compute) -> tuple[Working, int]:
         settings = ctx.settings
         ws = self.started(group, ctx, compute)
-        # Certificate tests every iteration: deciding per iteration would take a synchronization.
-        suspects = Suspects(infeasible=True, unbounded=bool(ws.track.may_be_unbounded.any()))
+        suspects = fixed_suspects(group)
         step = self.steps(ws, suspects, ctx)
         assert settings.check_every is not None, "settings are resolved"
         for iteration in range(settings.max_iter):
@@ -626,16 +631,16 @@ def start_and_iterate(group: Group, suspects: Suspects, ctx: Context) -> tuple[T
 
 class CompiledLoop(IterationMode):
     """The fixed-shape mode compiled (``compile=True``): every iteration, with the confirmations,
-    in one compiled call with the start (``start_and_iterate``), the later ones as one compiled loop. The host is asked
-    once, when the loop ends: the per-iteration call, guard check and round trip of the state
-    through Python are what decide small batches."""
+    in one compiled call with the start (``start_and_iterate``), the later ones as one compiled
+    loop. The host is asked once, when the loop ends: the per-iteration call, guard check and
+    round trip of the state through Python are what decide small batches."""
 
     name = "fixed"
 
     def run(self, group: Group, ctx: Context, compute: Compute) -> tuple[Working, int]:
         settings = ctx.settings
         assert settings.check_every is not None, "settings are resolved"
-        suspects = Suspects(infeasible=True, unbounded=bool(group.may_be_unbounded.any()))
+        suspects = fixed_suspects(group)
         kkt = group.kkt
         key = (*shape_key(kkt), suspects)
         loops, ws = run_compiled_loop(start_and_iterate, key, 1, kkt.work, kkt.prob.p.device, group, suspects, ctx)
