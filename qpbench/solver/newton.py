@@ -80,11 +80,16 @@ class Step:
         return self.d
 
 
-def _newton_rhs(kkt: KKTSystem, fac: Factorization, it: Iterate, r: Residuals, r_d: Tensor, e: Tensor) -> SharedRHS:
+def _factor_and_rhs(
+    kkt: KKTSystem, w_inv: Tensor, prox: Prox, it: Iterate, r: Residuals, r_d: Tensor, e: Tensor
+) -> tuple[Factorization, SharedRHS]:
+    """Factor the Newton system at the iterate and prepare the right-hand side its solves share."""
     if isinstance(kkt, DualKKT):  # rho = 0 there, so r_d is the unregularized residual
-        Cz = torch.cat([r.Gz, r.Az], dim=1)
-        return kkt.newton_rhs(it.z, Cz, it.y, r_d, e)
-    return kkt.shared_rhs(fac, -r_d, e)
+        # The product with K comes first: the factorization then copies K while it is in cache.
+        rhs = kkt.newton_rhs(it.z, torch.cat([r.Gz, r.Az], dim=1), it.y, r_d, e)
+        return kkt.factor(w_inv, prox.rho, prox.delta), rhs
+    fac = kkt.factor(w_inv, prox.rho, prox.delta)
+    return fac, kkt.shared_rhs(fac, -r_d, e)
 
 
 def predictor_corrector(kkt: KKTSystem, it: Iterate, prox: Prox, r: Residuals, tau: float, mu: Tensor) -> Step:
@@ -92,9 +97,8 @@ def predictor_corrector(kkt: KKTSystem, it: Iterate, prox: Prox, r: Residuals, t
     complementarity is ``mu``)."""
     m = it.m
     s, lam = it.s, it.lam
-    fac = kkt.factor(s / lam + prox.delta.unsqueeze(-1), prox.rho, prox.delta)
     r_d, r_in, r_eq = regularized_rhs(prox, it, r.r_d, r.r_in, r.r_eq)
-    rhs = _newton_rhs(kkt, fac, it, r, r_d, -r_eq)
+    fac, rhs = _factor_and_rhs(kkt, s / lam + prox.delta.unsqueeze(-1), prox, it, r, r_d, -r_eq)
     if not m:
         d = kkt.solve(fac, rhs, r_in)
         assert d.dz is not None
