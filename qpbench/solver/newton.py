@@ -39,7 +39,7 @@ def initial_point(kkt: KKTSystem, prox: Prox) -> tuple[Iterate, Tensor]:
     P = kkt.prob
     B, m = P.h.shape
     fac = kkt.factor(P.h.new_ones(B, m) + prox.delta.unsqueeze(-1), prox.rho, prox.delta)
-    d = kkt.solve(fac, kkt.shared_rhs(fac, -P.p, P.b), P.h)
+    d = kkt.solve(fac, kkt.start_rhs(fac), P.h)
     assert d.dz is not None
     good = fac.ok & torch.isfinite(d.dz).all(-1) & torch.isfinite(d.dlam).all(-1) & torch.isfinite(d.dnu).all(-1)
     keep = good.unsqueeze(-1)

@@ -117,6 +117,10 @@ class KKTSystem(abc.ABC):
     def shared_rhs(self, fac: Factorization, a: Tensor, e: Tensor) -> SharedRHS:
         """Precompute what the solves for (a, e, g) with different g have in common."""
 
+    def start_rhs(self, fac: Factorization) -> SharedRHS:
+        """``shared_rhs(fac, -p, b)``: the initial point's right-hand side."""
+        return self.shared_rhs(fac, -self.prob.p, self.prob.b)
+
     @abc.abstractmethod
     def solve(self, fac: Factorization, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
         """Solve with the factorization ``fac``; without ``want_z`` a form may skip dz."""

@@ -121,11 +121,19 @@ class DualKKT(KKTSystem):
         """``shared_rhs(fac, -r_d, e)`` at the iterate (z, y = [lam; nu]) with C z = Cz, where
         r_d = Q z + p + C'y: then Q^-1 (-r_d) = -z - Q^-1 p - Y y and C Q^-1 (-r_d) =
         -C z - C Q^-1 p - K y: two products with Y' and K instead of two triangular solves and a product."""
+        extra = -(torch.cat([z, Cz], dim=1) + self._q_inv_p() + self._times_yt_and_k(y))
+        return SharedRHS(a=-r_d, e=e, extra=extra)
+
+    def start_rhs(self, fac: Factorization) -> SharedRHS:
+        """``shared_rhs(fac, -p, b)`` from the [Q^-1 p; C Q^-1 p] that ``newton_rhs`` keeps (the
+        same numbers: a triangular solve commutes exactly with the sign)."""
+        return SharedRHS(a=-self.prob.p, e=self.prob.b, extra=-self._q_inv_p())
+
+    def _q_inv_p(self) -> Tensor:
         if self._qp is None:
             qp = cholesky_solve(self.Lq, self.prob.p)
             self._qp = torch.cat([qp, bmtv(self.C.mT, qp)], dim=1)
-        extra = -(torch.cat([z, Cz], dim=1) + self._qp + self._times_yt_and_k(y))
-        return SharedRHS(a=-r_d, e=e, extra=extra)
+        return self._qp
 
     def solve(self, fac: Factorization, rhs: SharedRHS, g: Tensor, want_z: bool = True) -> Direction:
         assert rhs.extra is not None, "a right-hand side of this form"
