@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -94,6 +95,12 @@ def compiled_version(fn: Callable[..., T], device_type: str) -> Callable[..., T]
         inductor_log = logging.getLogger("torch._inductor.ir")
         if not any(isinstance(f, _NoShimNotice) for f in inductor_log.filters):
             inductor_log.addFilter(_NoShimNotice())
+        # TorchInductor's own lowering calls a helper torch has deprecated: a warning about
+        # torch's code, printed at every first compile, that no user of this solver can act on.
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\._prims_common\.check` is deprecated", category=FutureWarning,
+            module=r"torch\._inductor\.lowering",
+        )
         _compiled[fn, device_type] = torch.compile(fn, dynamic=False, fullgraph=True, options=options)
     return _compiled[fn, device_type]
 
