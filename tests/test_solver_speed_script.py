@@ -48,7 +48,8 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
     assert env["libraries"]["torch"] and "commit" in env["git"]
     (run,) = data["runs"]
     assert run["threads"] == 1
-    assert [(c["n"], c["batch_size"]) for c in run["cases"]] == [(6, 1), (6, 3), (8, 2), (5, 1)]
+    # smallest first: the small-n latency case, the main series, the large case
+    assert [(c["n"], c["batch_size"]) for c in run["cases"]] == [(5, 1), (6, 1), (6, 3), (8, 2)]
     assert run["gemm_rate"]["flops_per_second"] > 0
     for case in run["cases"]:
         names = [r["solver"] for r in case["results"]]
