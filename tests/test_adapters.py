@@ -43,6 +43,11 @@ CVXPY_FAMILIES = ("random_eq", "lp", "box", "primal_infeasible")
 # on is the objective and a feasible z; multipliers are checked where given.
 OBJECTIVE_RTOL = 1e-4
 RESIDUAL_FACTOR = 100.0
+# ECOS solves the QP in CVXPY's cone form, at its tolerances floored at 1e-11 (docs/solvers.md):
+# whether it reaches them or stops at its iteration limit with the answer it has depends on the
+# machine's rounding (box, seed 3: all three solved on an Intel VM; on an AMD VM the third stops
+# after 500 iterations, its QP residuals 5e-7). Such a stop must be reported as one.
+MAY_STOP_AT_ITS_LIMIT = {"cvxpy_ecos"}
 
 
 @cache
@@ -177,8 +182,13 @@ def test_adapter_agrees_with_reference(name: str, family: str) -> None:
         assert not any(found["successes"]), f"{name} counted as solving {family}: {found}"
         return
     assert all(s == Status.SOLVED for s in ref.status), f"reference failed on {family}"
-    assert found["statuses"] == [Status.SOLVED] * B, f"{name} on {family}: {found}"
-    assert all(found["successes"]), f"{name} on {family}: {found}"
+    if name in MAY_STOP_AT_ITS_LIMIT:
+        solved = [s == Status.SOLVED for s in found["statuses"]]
+        assert any(solved) and all(ok or s == Status.MAX_ITER for ok, s in zip(solved, found["statuses"], strict=True))
+        assert found["successes"] == solved, f"{name} on {family}: {found}"  # a stop is never a success
+    else:
+        assert found["statuses"] == [Status.SOLVED] * B, f"{name} on {family}: {found}"
+        assert all(found["successes"]), f"{name} on {family}: {found}"
     tol = RESIDUAL_FACTOR * LEVEL.eps * _scale(batch)
     assert found["objective_rel_error"] <= OBJECTIVE_RTOL, f"{name} on {family}: {found}"
     assert found["primal"] <= tol, f"{name} on {family}: {found}"
