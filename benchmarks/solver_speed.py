@@ -228,8 +228,8 @@ def run_inhouse(batch: QPBatch, args: argparse.Namespace) -> tuple[dict[str, Any
     return record, sol, solve_batch
 
 
-# The first solves after compiling run slower than later ones (at B = 1, n = 20, measured about
-# 2.3 ms for the first fifteen against 1.7 ms for the next thirty), so the compiled solver gets a
+# The first solves after compiling run slower than later ones (at B = 1, n = 20, medians of
+# 2.3 ms for the first fifteen, then 1.8 and 1.7 ms for the next two fifteens), so the compiled solver gets a
 # warm-up of its own before it is timed, as every solver does: a few solves, at most a second.
 COMPILED_WARMUP_SOLVES = 10
 COMPILED_WARMUP_SECONDS = 1.0

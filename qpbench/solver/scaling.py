@@ -11,13 +11,14 @@ solver can test convergence on the original data without forming it again.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch, absent_rows
-from qpbench.solver.chunks import cache_pieces
+from qpbench.solver.chunks import cache_pieces, in_pieces
 
 
 @dataclass
@@ -142,9 +143,8 @@ def equilibrate(batch: QPBatch, iterations: int, scale_cost: bool = False) -> tu
     if iterations:
         work = torch.float32 if p.dtype == torch.float64 else p.dtype
         per_problem = n * (n + m + k) * (torch.finfo(work).bits // 8)
-        pieces = cache_pieces(B, per_problem, p.device)
-        parts = [_ruiz_factors(Q[s], G[s], A[s], p[s], iterations, scale_cost, work) for s in pieces]
-        D, E, F, c = (torch.cat(f) if len(parts) > 1 else f[0] for f in zip(*parts, strict=True))
+        factors = functools.partial(_ruiz_factors, iterations=iterations, scale_cost=scale_cost, work=work)
+        D, E, F, c = in_pieces(factors, cache_pieces(B, per_problem, p.device), Q, G, A, p)
     else:
         D, E, F, c = p.new_ones(B, n), p.new_ones(B, m), p.new_ones(B, k), p.new_ones(B)
     # The scaled blocks are written straight into the one buffer (see ScaledProblem).

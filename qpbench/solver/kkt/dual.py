@@ -14,10 +14,12 @@ the matrix positive definite when C has dependent rows.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
-from qpbench.solver.chunks import cache_pieces
+from qpbench.solver.chunks import cache_pieces, in_pieces
 from qpbench.solver.kkt.base import Direction, Factorization, KKTSystem, SharedRHS, bmtv
 from qpbench.solver.linalg import cholesky, cholesky_solve
 from qpbench.solver.result import WorkCounts
@@ -45,9 +47,7 @@ def condition_estimate(Q: Tensor, L: Tensor, v: Tensor, steps: int = 8) -> Tenso
     """
     B, n = v.shape
     pieces = cache_pieces(B, 2 * n * n * Q.element_size(), Q.device)
-    if len(pieces) == 1:
-        return _condition_estimate(Q, L, v, steps)
-    return torch.cat([_condition_estimate(Q[s], L[s], v[s], steps) for s in pieces])
+    return in_pieces(functools.partial(_condition_estimate, steps=steps), pieces, Q, L, v)
 
 
 def _condition_estimate(Q: Tensor, L: Tensor, v: Tensor, steps: int) -> Tensor:
