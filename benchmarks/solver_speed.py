@@ -151,12 +151,28 @@ def measure(
 ) -> tuple[Any, dict[str, Any]]:
     """Warm-up (untimed), then up to ``repeats`` timed calls, stopping early once ``budget`` s are spent.
 
-    At least one timed call always runs; the summary carries median, min, max and the count.
+    At least one timed call always runs; the summary carries median, min, max and the count, and
+    the process's minor page faults per timed call (``page_faults``: fresh memory the kernel
+    handed out page by page, which costs these solvers a large part of their time at large
+    batches; None where the platform does not count them).
     """
     if warmup is not None:
         warmup()
+    faults_before = minor_page_faults()
     result, stats = timing.measure(fn, repeats=repeats, warmups=0, device=device, budget=budget)
-    return result, {"median": stats.median, "min": stats.min, "max": stats.max, "repeats": stats.repeats}
+    faults_after = minor_page_faults()
+    faults = None if faults_before is None or faults_after is None else (faults_after - faults_before) / stats.repeats
+    return result, {"median": stats.median, "min": stats.min, "max": stats.max, "repeats": stats.repeats,
+                    "page_faults": faults}
+
+
+def minor_page_faults() -> int | None:
+    """The process's minor page faults so far (None without the POSIX ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 # ---------------------------------------------------------------- accuracy
@@ -640,6 +656,11 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.2f}"
 
 
+def _faults(stats: dict[str, Any]) -> str:
+    faults = stats.get("page_faults")
+    return "-" if faults is None else f"{faults:,.0f}"
+
+
 def markdown(data: dict[str, Any]) -> str:
     env = data["environment"]
     lines = [
@@ -651,7 +672,9 @@ def markdown(data: dict[str, Any]) -> str:
         f"Problems: `{FAMILY}` (OptNet's random QPs, n = m, no equalities), float64. "
         f"Times are medians of the timed repeats [min, max] after a warm-up; ratios are another solver's "
         f"median over the in-house median (> 1: in-house faster). 'met' = every problem reached primal and "
-        f"dual residuals <= 1e-8 and gap <= 1e-8 x max(1, |objective|).", "",
+        f"dual residuals <= 1e-8 and gap <= 1e-8 x max(1, |objective|). 'page faults' = the process's minor "
+        f"page faults per timed solve: fresh memory the kernel hands out 4 KB at a time (a few microseconds "
+        f"each on a VM), part of every solver's time here.", "",
         "Solver versions: " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()
                                          if k in ("torch", "qpth", "quadprog", "proxsuite", "piqp", "daqp",
                                                   "gurobipy") and v), "",
@@ -660,19 +683,20 @@ def markdown(data: dict[str, Any]) -> str:
         threads = run["threads"]
         blas = "BLAS pools limited to the same count" if run.get("blas_threads_limited") else "BLAS pools not limited"
         lines += [f"## Solve times, {threads} torch thread(s) ({blas})", "",
-                  "| n | B | solver | median ms | min ms | max ms | reps | setup ms | per problem ms | met 1e-8 |"
-                  " max primal | max dual | max rel gap | obj err | statuses |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| n | B | solver | median ms | min ms | max ms | reps | setup ms | per problem ms | page faults |"
+                  " met 1e-8 | max primal | max dual | max rel gap | obj err | statuses |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for case in run["cases"]:
             for r in case["results"]:
                 head = f"| {case['n']} | {case['batch_size']} | {r['solver']} |"
                 if "skipped" in r:
-                    lines.append(f"{head} skipped: {r['skipped']} ||||||||||||")
+                    lines.append(f"{head} skipped: {r['skipped']} |||||||||||||")
                     continue
                 s, a = r["solve"], r["accuracy"]
                 lines.append(
                     f"{head} {_ms(s['median'])} | {_ms(s['min'])} | {_ms(s['max'])} | {s['repeats']} | "
-                    f"{_ms(r['setup'])} | {_ms(s['median'] / case['batch_size'])} | {'yes' if a['met'] else 'NO'} | "
+                    f"{_ms(r['setup'])} | {_ms(s['median'] / case['batch_size'])} | {_faults(s)} | "
+                    f"{'yes' if a['met'] else 'NO'} | "
                     f"{a['primal']:.1e} | {a.get('dual', float('nan')):.1e} | {a.get('rel_gap', float('nan')):.1e} | "
                     f"{a.get('objective_error', float('nan')):.1e} | "
                     + ", ".join(f"{k} {v}" for k, v in r.get("statuses", {}).items()) + " |")
