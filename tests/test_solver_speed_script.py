@@ -69,6 +69,7 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
         for r in (r for r in case["results"] if "skipped" not in r):
             s = r["solve"]
             assert 0 < s["min"] <= s["median"] <= s["max"] and 1 <= s["repeats"] <= 2
+            assert s["page_faults"] is None or s["page_faults"] >= 0  # None only without POSIX resource
             assert r["accuracy"]["met"], r  # tiny well-posed problems: every solver reaches 1e-8
             assert r["statuses"] == {"solved": case["batch_size"]}
         quadprog = case["results"][names.index("quadprog")]
@@ -107,6 +108,10 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
                 "## Backward vs forward", "## Profile of one solve", "## Targets")
     for heading in headings:
         assert heading in text
+    assert "| per problem ms | page faults | met 1e-8 |" in text
+    # Every solve-times row has the header's cells, skipped solvers' rows included.
+    table = text.split("## Solve times")[1].split("\n\n")[1].splitlines()
+    assert len({row.count("|") for row in table}) == 1, table
 
 
 def test_bad_arguments_are_rejected() -> None:
