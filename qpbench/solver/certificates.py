@@ -31,9 +31,11 @@ def _max_abs(t: Tensor) -> Tensor:
     """(B,) largest |entry| of each problem's (B, ...) tensor; 0 when empty."""
     if t.numel() == 0:
         return t.new_zeros(t.shape[0])
-    # From the extremes, in one pass and without a copy of |t| (the data's size, at B = 1024).
-    low, high = torch.aminmax(t.flatten(1), dim=-1)
-    return torch.maximum(high, -low)
+    # From the extremes, without a copy of |t| (the data's size, at B = 1024). Two reductions,
+    # not one aminmax: torch's CPU aminmax over a dimension is not vectorized (measured 2.1 ms
+    # against 0.75 ms for amax and amin of a (128, 10000) float64 tensor).
+    flat = t.flatten(1)
+    return torch.maximum(flat.amax(dim=-1), -flat.amin(dim=-1))
 
 
 @dataclass
