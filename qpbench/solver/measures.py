@@ -38,7 +38,9 @@ def inf_norm(x: Tensor) -> Tensor:
     """Infinity norm over the last dim; 0 for an empty last dim."""
     if x.shape[-1] == 0:
         return x.new_zeros(x.shape[:-1])
-    return torch.linalg.vector_norm(x, ord=float("inf"), dim=-1)
+    # The same value as torch.linalg.vector_norm(x, inf), whose CPU kernel took 6x as long for
+    # the iteration's (B, n) vectors (46 against 7 us at (128, 100)): a dozen calls an iteration.
+    return x.abs().amax(dim=-1)
 
 
 @dataclass
