@@ -57,7 +57,7 @@ def confirmed(
     """(r,) whether (z, lam, nu) in original units meet the tolerance on the original data of
     the problems ``rows`` of ``batch``, with the residuals of ``QPBatch.residuals`` in float64
     (the definition every measurement in qpbench uses)."""
-    per_problem = batch.n * (batch.n + batch.m + batch.k) * 8  # a gathered problem's matrices
+    per_problem = batch.n * (batch.n + batch.m + batch.k) * 8  # a gathered problem's matrices, float64
     pieces = cache_pieces(rows.numel(), per_problem, batch.device)
     if len(pieces) > 1:
         check = functools.partial(_rows_meet, batch, eps_abs=eps_abs, eps_rel=eps_rel)
