@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch
+from qpbench.solver import memory
 from qpbench.solver.certificates import DataNorms, primal_infeasible, unbounded
 from qpbench.solver.compiled import loop_while, require_compiler, run_compiled, run_compiled_loop
 from qpbench.solver.graphs import GraphIteration
@@ -88,7 +89,7 @@ def set_up(batch: QPBatch, scaling_iters: int, scale_cost: bool, start_vector: T
     where the dual form applies, which then reuses it."""
     P, absent = equilibrate(batch, scaling_iters, scale_cost)
     norms = DataNorms.of(batch, absent)
-    L, definite = cholesky(P.Q.clone(memory_format=torch.contiguous_format), overwrite=True)
+    L, definite = cholesky(memory.copy_of(P.Q), overwrite=True)
     if start_vector is None:  # the factor is not kept: it is as large as Q
         return Setup(P, absent, norms, definite, None, None)
     # Where Q did not factor, L and the estimate made with it mean nothing; ``definite`` masks

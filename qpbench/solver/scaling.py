@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from qpbench.problem import QPBatch, absent_rows
+from qpbench.solver import memory
 from qpbench.solver.chunks import cache_pieces, in_pieces
 
 
@@ -82,7 +83,7 @@ class ScaledProblem:
         return Scaling(self.D, self.E, self.F, self.c)
 
     def select(self, idx: Tensor) -> ScaledProblem:
-        return ScaledProblem(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+        return ScaledProblem(*(memory.rows_of(getattr(self, f), idx) for f in self.__dataclass_fields__))
 
 
 def _col_max(M: Tensor) -> Tensor:
@@ -148,7 +149,7 @@ def equilibrate(batch: QPBatch, iterations: int, scale_cost: bool = False) -> tu
     else:
         D, E, F, c = p.new_ones(B, n), p.new_ones(B, m), p.new_ones(B, k), p.new_ones(B)
     # The scaled blocks are written straight into the one buffer (see ScaledProblem).
-    QCt = p.new_empty(B, n, n + m + k)
+    QCt = memory.empty((B, n, n + m + k), p)
     cD = c.unsqueeze(-1) * D
     QCt[..., :n].copy_(Q).mul_(cD.unsqueeze(-1)).mul_(D.unsqueeze(-2))
     QCt[..., n : n + m].copy_(G.mT).mul_(E.unsqueeze(-2)).mul_(D.unsqueeze(-1))

@@ -19,6 +19,7 @@ import functools
 import torch
 from torch import Tensor
 
+from qpbench.solver import memory
 from qpbench.solver.chunks import cache_pieces, in_pieces
 from qpbench.solver.kkt.base import Direction, Factorization, KKTSystem, SharedRHS, bmtv
 from qpbench.solver.linalg import cholesky, cholesky_solve
@@ -78,7 +79,7 @@ def _dual_products(Lq: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:
     if len(pieces) == 1:
         X = torch.linalg.solve_triangular(Lq.mT, C, upper=True, left=False)  # C L^-T
         return torch.linalg.solve_triangular(Lq, X, upper=False, left=False), torch.matmul(X, X.mT)
-    Yt, K = C.new_empty(B, r, n), C.new_empty(B, r, r)
+    Yt, K = memory.empty((B, r, n), C), memory.empty((B, r, r), C)
     for s in pieces:
         X = torch.linalg.solve_triangular(Lq[s].mT, C[s], upper=True, left=False)
         torch.linalg.solve_triangular(Lq[s], X, upper=False, left=False, out=Yt[s])
@@ -108,7 +109,7 @@ class DualKKT(KKTSystem):
         when asked: a copy of them at every compaction was a fifth of what compacting moves
         (and fresh memory)."""
         if self._lq_rows is not None:
-            self._lq_source, self._lq_rows = self._lq_source[self._lq_rows], None
+            self._lq_source, self._lq_rows = memory.rows_of(self._lq_source, self._lq_rows), None
         return self._lq_source
 
     def factor(self, w_inv: Tensor, rho: Tensor, delta: Tensor) -> Factorization:
@@ -116,7 +117,7 @@ class DualKKT(KKTSystem):
         # One buffer, overwritten by each factorization: a fresh 10 MB copy per iteration was
         # measured several times slower than copying into a reused one.
         if self._work is None:
-            self._work = torch.empty_like(self.K)
+            self._work = memory.empty_like(self.K)
         M = self._work.copy_(self.K)
         diag = M.diagonal(dim1=-2, dim2=-1)
         diag[:, : self.m].add_(w_inv)
@@ -165,7 +166,7 @@ class DualKKT(KKTSystem):
         self._select_common(new, idx)
         new._lq_source = self._lq_source
         new._lq_rows = idx if self._lq_rows is None else self._lq_rows[idx]
-        new.Yt, new.K = self.Yt[idx], self.K[idx]
+        new.Yt, new.K = memory.rows_of(self.Yt, idx), memory.rows_of(self.K, idx)
         new._qp = None if self._qp is None else self._qp[idx]
         # The working set only shrinks and is used by one system at a time: the factorization's
         # buffer is a prefix of the old one (fresh memory costs page faults, 80 MB at B = 1024).
