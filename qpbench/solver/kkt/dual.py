@@ -22,7 +22,7 @@ from torch import Tensor
 from qpbench.solver import memory
 from qpbench.solver.chunks import cache_pieces, in_pieces
 from qpbench.solver.kkt.base import Direction, Factorization, KKTSystem, SharedRHS, bmtv
-from qpbench.solver.linalg import cholesky_shifted, cholesky_solve
+from qpbench.solver.linalg import cholesky, cholesky_solve
 from qpbench.solver.result import WorkCounts
 from qpbench.solver.scaling import ScaledProblem
 
@@ -118,8 +118,11 @@ class DualKKT(KKTSystem):
         # measured several times slower than copying into a reused one.
         if self._work is None:
             self._work = memory.empty_like(self.K)
-        shift = torch.cat([w_inv, delta.unsqueeze(-1).expand(-1, self.k)], dim=1)
-        return Factorization(*cholesky_shifted(self.K, shift, self._work))
+        M = self._work.copy_(self.K)
+        diag = M.diagonal(dim1=-2, dim2=-1)
+        diag[:, : self.m].add_(w_inv)
+        diag[:, self.m :].add_(delta.unsqueeze(-1))
+        return Factorization(*cholesky(M, overwrite=True))
 
     def shared_rhs(self, fac: Factorization, a: Tensor, e: Tensor) -> SharedRHS:
         v = cholesky_solve(self.Lq, a)
