@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from qpbench.paired.session import BuildCommand
     from qpbench.regression import CompareOptions, Comparison
 
 NAME = "compare"
@@ -58,6 +59,8 @@ DEFAULT_SUITE = "ci"
 # An unpaired measurement is this many interleaved sessions (processes): a session can carry a
 # shift of its own, and only the spread between sessions shows it (docs/regression.md).
 SESSIONS = 2
+# The findings of a paired comparison that only the clock makes (``qpbench.regression.check``).
+SPEED_METRICS = ("time_change", "time_change_geomean")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="measurements added when the verdict is inconclusive, judged together with the first (default: 1)",
+    )
+    how.add_argument(
+        "--confirm",
+        type=int,
+        default=1,
+        help="paired: a regression found by the clock alone is measured again this many times, each in fresh "
+        "measurement servers, and stands only if each of them finds one too (default: 1)",
     )
     how.add_argument("--out", type=Path, help="keep the measured tables here (default: a temporary folder)")
     how.add_argument("--build-dir", type=Path, help="make and keep the baseline build here (reused per commit)")
@@ -170,8 +180,9 @@ def _check_usage(args: argparse.Namespace) -> None:
     for name in ("pairs", "rounds"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.remeasure < 0:
-        raise ValueError(f"--remeasure must be >= 0, got {args.remeasure}")
+    for name in ("remeasure", "confirm"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
 
 
 # ----------------------------------------------------------------------------- the three modes
@@ -317,9 +328,7 @@ def judge_paired(args: argparse.Namespace, options: CompareOptions) -> tuple[Com
         recorded_commit,
         repository_root,
     )
-    from qpbench.paired.session import InterleavedSession, ServerError
-    from qpbench.regression import Verdict, compare_tables
-    from qpbench.results import load_table
+    from qpbench.paired.session import ServerError
     from qpbench.runner.suite import suite_path
 
     suite = suite_path(args.suite or (recorded_suite(args.baseline) if args.baseline else DEFAULT_SUITE)).resolve()
@@ -333,26 +342,69 @@ def judge_paired(args: argparse.Namespace, options: CompareOptions) -> tuple[Com
         candidate = current_build(repo)
         notes = [f"paired: baseline build {baseline_build.commit} (REF {ref}) against this environment's qpbench "
                  f"({_describe_commit(candidate.commit, candidate.dirty)}), interleaved in one job"]
+        builds_measured = [baseline_build, candidate]
         try:
             folders = {"baseline": out / "baseline", "candidate": out / "candidate"}
-            with InterleavedSession(suite, list(options.solvers), [baseline_build, candidate]) as session:
-                for attempt in range(args.remeasure + 1):
-                    session.measure(args.pairs, args.rounds)
-                    session.write(folders)
-                    comparison = compare_tables(load_table(folders["baseline"]), load_table(folders["candidate"]),
-                                                options)
-                    if comparison.verdict is not Verdict.INCONCLUSIVE:
-                        break
-                    if attempt < args.remeasure:
-                        print("qpbench compare: inconclusive; measuring more pairs", file=sys.stderr)
+            comparison = measure_paired(args, options, suite, builds_measured, folders, notes)
+            for attempt in range(1, args.confirm + 1):
+                if not is_timing_only_regression(comparison):
+                    break
+                print("qpbench compare: a slowdown seen by the clock alone; measuring again in fresh processes",
+                      file=sys.stderr)
+                first = comparison
+                folders = {side: out / f"confirmation-{attempt}" / side for side in ("baseline", "candidate")}
+                comparison = measure_paired(args, options, suite, builds_measured, folders, notes)
+                notes.append(confirmation_note(first, comparison, attempt))
         except ServerError as exc:
             if exc.build != "baseline":
                 raise
             return _fall_back(args, options, f"the baseline build could not be measured ({exc})")
-        if session.pairs > args.pairs:
-            notes.append(f"inconclusive at first: measured {session.pairs} pairs per case in all, judged together")
         notes += _environment_notes(folders["baseline"], folders["candidate"])
     return comparison, notes
+
+
+def measure_paired(
+    args: argparse.Namespace,
+    options: CompareOptions,
+    suite: Path,
+    builds: list[BuildCommand],
+    folders: dict[str, Path],
+    notes: list[str],
+) -> Comparison:
+    """One paired session (a fresh measurement server per build), measured once more per --remeasure
+    while inconclusive, its tables written to ``folders`` and judged."""
+    from qpbench.paired.session import InterleavedSession
+    from qpbench.regression import Verdict, compare_tables
+    from qpbench.results import load_table
+
+    with InterleavedSession(suite, list(options.solvers), builds) as session:
+        for attempt in range(args.remeasure + 1):
+            session.measure(args.pairs, args.rounds)
+            session.write(folders)
+            comparison = compare_tables(load_table(folders["baseline"]), load_table(folders["candidate"]), options)
+            if comparison.verdict is not Verdict.INCONCLUSIVE:
+                break
+            if attempt < args.remeasure:
+                print("qpbench compare: inconclusive; measuring more pairs", file=sys.stderr)
+    if session.pairs > args.pairs:
+        notes.append(f"inconclusive at first: measured {session.pairs} pairs per case in all, judged together")
+    return comparison
+
+
+def is_timing_only_regression(comparison: Comparison) -> bool:
+    """A regression whose every finding is a speed finding: accuracy and work counts do not depend
+    on the machine, so only these can be an artefact of one session."""
+    from qpbench.regression import Verdict
+
+    return comparison.verdict is Verdict.REGRESSION and all(
+        finding.metric in SPEED_METRICS for finding in comparison.regressions
+    )
+
+
+def confirmation_note(first: Comparison, again: Comparison, attempt: int) -> str:
+    found = ", ".join(f"{f.case} {f.current:.3f}x" for f in first.regressions)
+    return (f"confirmation {attempt}: the session before found slowdowns by the clock alone ({found}); fresh "
+            f"measurement servers measured again, and their verdict ({again.verdict}) is the one reported")
 
 
 def _fall_back(args: argparse.Namespace, options: CompareOptions, why: str) -> tuple[Comparison, list[str]]:
