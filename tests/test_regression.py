@@ -582,6 +582,8 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert cli_main(["compare", str(base_dir), str(same_dir), "--promise", "0.9"]) == 2
     assert "promise" in capsys.readouterr().err
     assert cli_main(["compare", str(base_dir), str(same_dir), "--paired"]) == 2
+    assert cli_main(["compare", str(base_dir), "--paired", "--confirm", "-1"]) == 2
+    assert "--confirm must be >= 0, got -1" in capsys.readouterr().err
     assert cli_main(["compare"]) == 2
     assert "BASELINE" in capsys.readouterr().err
 
