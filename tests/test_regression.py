@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from qpbench.cli import main as cli_main
-from qpbench.commands.compare import is_timing_only_regression
 from qpbench.regression import (
     PAIRED_PROMISE,
     UNPAIRED_PROMISE,
@@ -434,10 +433,10 @@ def test_only_a_regression_found_by_the_clock_alone_is_measured_again() -> None:
     """The paired gate confirms a slowdown in fresh processes; accuracy and work counts need no
     second look (they do not depend on the machine), and a pass is never re-measured."""
     base, slowed = paired_tables(slowdown=1.25)
-    assert is_timing_only_regression(compare_tables(base, slowed))
+    assert compare_tables(base, slowed).regressed_by_the_clock_alone
     more_work = set_value(slowed, 0, "work_factorizations", int(slowed.loc[0, "work_factorizations"]) + 1)
-    assert not is_timing_only_regression(compare_tables(base, more_work))
-    assert not is_timing_only_regression(compare_tables(*paired_tables()))
+    assert not compare_tables(base, more_work).regressed_by_the_clock_alone
+    assert not compare_tables(*paired_tables()).regressed_by_the_clock_alone
 
 
 def interleaved_table(shift: float = 1.0, seed: int = 0, odd_case_shift: float = 1.0) -> pd.DataFrame:

@@ -59,8 +59,6 @@ DEFAULT_SUITE = "ci"
 # An unpaired measurement is this many interleaved sessions (processes): a session can carry a
 # shift of its own, and only the spread between sessions shows it (docs/regression.md).
 SESSIONS = 2
-# The findings of a paired comparison that only the clock makes (``qpbench.regression.check``).
-SPEED_METRICS = ("time_change", "time_change_geomean")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -342,18 +340,18 @@ def judge_paired(args: argparse.Namespace, options: CompareOptions) -> tuple[Com
         candidate = current_build(repo)
         notes = [f"paired: baseline build {baseline_build.commit} (REF {ref}) against this environment's qpbench "
                  f"({_describe_commit(candidate.commit, candidate.dirty)}), interleaved in one job"]
-        builds_measured = [baseline_build, candidate]
+        both = [baseline_build, candidate]
         try:
             folders = {"baseline": out / "baseline", "candidate": out / "candidate"}
-            comparison = measure_paired(args, options, suite, builds_measured, folders, notes)
+            comparison = measure_paired(args, options, suite, both, folders, notes)
             for attempt in range(1, args.confirm + 1):
-                if not is_timing_only_regression(comparison):
+                if not comparison.regressed_by_the_clock_alone:
                     break
                 print("qpbench compare: a slowdown seen by the clock alone; measuring again in fresh processes",
                       file=sys.stderr)
                 first = comparison
                 folders = {side: out / f"confirmation-{attempt}" / side for side in ("baseline", "candidate")}
-                comparison = measure_paired(args, options, suite, builds_measured, folders, notes)
+                comparison = measure_paired(args, options, suite, both, folders, notes)
                 notes.append(confirmation_note(first, comparison, attempt))
         except ServerError as exc:
             if exc.build != "baseline":
@@ -389,16 +387,6 @@ def measure_paired(
     if session.pairs > args.pairs:
         notes.append(f"inconclusive at first: measured {session.pairs} pairs per case in all, judged together")
     return comparison
-
-
-def is_timing_only_regression(comparison: Comparison) -> bool:
-    """A regression whose every finding is a speed finding: accuracy and work counts do not depend
-    on the machine, so only these can be an artefact of one session."""
-    from qpbench.regression import Verdict
-
-    return comparison.verdict is Verdict.REGRESSION and all(
-        finding.metric in SPEED_METRICS for finding in comparison.regressions
-    )
 
 
 def confirmation_note(first: Comparison, again: Comparison, attempt: int) -> str:

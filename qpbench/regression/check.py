@@ -31,6 +31,8 @@ from qpbench.regression.work import has_work, work_findings
 
 AGGREGATE = "all timed cases"
 PAIRED, UNPAIRED = "paired", "unpaired"
+# The metrics of the findings only the clock makes: a case's time and the suite's.
+CASE_TIME, SUITE_TIME = "time_change", "time_change_geomean"
 
 
 @dataclass
@@ -88,6 +90,12 @@ class Comparison:
     @property
     def ok(self) -> bool:
         return self.verdict is Verdict.PASS
+
+    @property
+    def regressed_by_the_clock_alone(self) -> bool:
+        """A regression whose every finding is a speed finding: accuracy and work counts do not
+        depend on the machine, so only these can be an artefact of one measurement session."""
+        return bool(self.regressions) and all(f.metric in (CASE_TIME, SUITE_TIME) for f in self.regressions)
 
     def inconclusive_reasons(self) -> list[str]:
         if self.speed_verdict is not Verdict.INCONCLUSIVE:
@@ -155,7 +163,7 @@ def compare_tables(
         if options.speed:
             diff.speed, diff.speed_note = speeds[key]
             if diff.speed is not None and diff.speed.estimate.verdict is Verdict.REGRESSION:
-                found.append(_speed_finding(diff.case, "time_change", diff.speed.estimate))
+                found.append(_speed_finding(diff.case, CASE_TIME, diff.speed.estimate))
         diff.findings = [f.metric for f in found]
         regressions += found
         cases.append(diff)
@@ -165,7 +173,7 @@ def compare_tables(
     if options.speed:
         aggregate = combined([c.speed.estimate for c in cases if c.speed is not None], promise.suite)
         if aggregate is not None and aggregate.verdict is Verdict.REGRESSION:
-            regressions.append(_speed_finding(AGGREGATE, "time_change_geomean", aggregate))
+            regressions.append(_speed_finding(AGGREGATE, SUITE_TIME, aggregate))
     mode = PAIRED if paired else UNPAIRED
     return Comparison(mode, promise, cases, regressions, notes, aggregate, options, runs=len(runs))
 
