@@ -117,30 +117,13 @@ def markdown(outcomes: list[Outcome], levels: list[str]) -> str:
 
 
 def parse_settings(items: list[str], parser: argparse.ArgumentParser) -> dict[str, object]:
-    """KEY=VALUE pairs as solver settings (booleans, integers and floats recognised)."""
-    from qpbench.solver import SolverSettings
+    """``--setting`` KEY=VALUE pairs as solver settings; a bad one ends the run with its reason."""
+    from qpbench.solver.settings import parse_overrides
 
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep:
-            parser.error(f"--setting {item!r}: expected KEY=VALUE")
-        value: object = text
-        if text.lower() in ("true", "false"):
-            value = text.lower() == "true"
-        else:
-            for kind in (int, float):
-                try:
-                    value = kind(text)
-                    break
-                except ValueError:
-                    continue
-        out[key] = value
     try:
-        SolverSettings().with_updates(**out)
-    except (ValueError, TypeError) as exc:
+        return parse_overrides(items)
+    except ValueError as exc:
         parser.error(f"--setting: {exc}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,20 +3,14 @@ same code writes a report with every solver's row, the ratios and the accuracy o
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_speed.py"
 
-
-def test_cpu_smoke_run_writes_a_complete_report(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("gpu_speed", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_speed"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
+def test_cpu_smoke_run_writes_a_complete_report(tmp_path: Path, benchmark_script: Callable[[str], ModuleType]) -> None:
+    module = benchmark_script("gpu_speed")
     code = module.main(["--device", "cpu", "--sizes", "6", "--batch-sizes", "2", "--dtypes", "float64",
                         "--repeats", "1", "--out", str(tmp_path), "--name", "smoke"])
     assert code == 0

@@ -9,6 +9,7 @@ from qpbench.generators import FAMILIES, generate
 from qpbench.problem import QPBatch
 from qpbench.reference import reference_solve
 from qpbench.solver import SolverSettings, solve
+from qpbench.solver.settings import parse_overrides
 from qpbench.status import Status
 
 FEASIBLE = sorted(name for name, fam in FAMILIES.items() if fam.expected_status == "solved")
@@ -135,6 +136,18 @@ def test_bad_settings_and_input_raise() -> None:
         solve(generate("box", 1, 4), tolerance=1e-3)
     with pytest.raises(ValueError, match=r"batch must be a qpbench\.QPBatch"):
         solve("not a batch")  # type: ignore[arg-type]
+
+
+def test_command_line_settings_are_typed_and_checked() -> None:
+    parsed = parse_overrides(["compile=true", "max_iter=30", "reg_floor=1e-6", "mode=fixed"])
+    assert parsed == {"compile": True, "max_iter": 30, "reg_floor": 1e-6, "mode": "fixed"}
+    assert type(parsed["max_iter"]) is int and type(parsed["reg_floor"]) is float
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        parse_overrides(["reg_floor"])
+    with pytest.raises(ValueError, match="unknown solver settings"):
+        parse_overrides(["floor=1e-6"])
+    with pytest.raises(ValueError, match="max_iter"):
+        parse_overrides(["max_iter=-3"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

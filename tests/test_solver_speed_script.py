@@ -7,9 +7,9 @@ ratios are computed from the same run, accuracy is checked, and the files are wr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -17,21 +17,13 @@ import pytest
 
 from qpbench.solver.compiled import compiler_missing
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "solver_speed.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("solver_speed", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory, benchmark_script: Callable[[str], ModuleType]
+) -> tuple[int, Path]:
     out = tmp_path_factory.mktemp("speed")
-    code = _load().main([
+    code = benchmark_script("solver_speed").main([
         "--quick", "--threads", "1", "--batch-sizes", "1,3", "--n", "6", "--large", "8,2",
         "--solvers", "quadprog,daqp", "--repeats", "2", "--small-n", "5", "--compiled-batch-sizes", "3",
         "--out", str(out), "--name", "tiny",
@@ -114,8 +106,8 @@ def test_quick_run_writes_json_and_markdown(quick_run: tuple[int, Path]) -> None
     assert len({row.count("|") for row in table}) == 1, table
 
 
-def test_bad_arguments_are_rejected() -> None:
-    module = _load()
+def test_bad_arguments_are_rejected(benchmark_script: Callable[[str], ModuleType]) -> None:
+    module = benchmark_script("solver_speed")
     with pytest.raises(ValueError, match="solvers"):
         module.parse_args(["--solvers", "nosuch"])
     with pytest.raises(ValueError, match="large"):

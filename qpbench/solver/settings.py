@@ -120,3 +120,31 @@ class SolverSettings:
         if unknown:
             raise ValueError(f"unknown solver settings: {sorted(unknown)}; known: {sorted(known)}")
         return replace(self, **overrides)
+
+
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` texts (a command line's ``--setting``) as solver settings: true/false,
+    integers and floats recognised, anything else kept as text. ValueError names an item that is
+    not KEY=VALUE, an unknown setting or a value the settings refuse."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{item!r}: expected KEY=VALUE")
+        out[key] = _setting_value(text)
+    try:
+        SolverSettings().with_updates(**out)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    return out
+
+
+def _setting_value(text: str) -> object:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
