@@ -14,6 +14,10 @@ MODES: tuple[str, ...] = ("auto", "compact", "fixed")
 
 # Defaults that depend on the dtype: float32 can neither reach float64's accuracy nor carry its
 # small regularizations (1e-10 next to entries of 1 is below float32's resolution of 1.2e-7).
+# The floors sit near eps^(2/3) of each dtype (3.7e-11 and 2.4e-5). In the reduced form the
+# equality rows enter as A'A/delta, so a factorization's rounding is about eps |A|^2 / delta: at
+# float32's former floor of 1e-6 that was a tenth of the scaled data's unit entries, and control
+# problems stalled at dual residuals of 1e-3 (docs/solver.md, "float32").
 _DTYPE_DEFAULTS: dict[torch.dtype, dict[str, float]] = {
     torch.float64: {
         "eps_abs": 1e-8,
@@ -30,8 +34,8 @@ _DTYPE_DEFAULTS: dict[torch.dtype, dict[str, float]] = {
         "eps_infeasible": 1e-3,
         "rho_init": 1e-4,
         "delta_init": 1e-3,
-        "reg_floor": 1e-6,
-        "reg_finetune_floor": 1e-7,
+        "reg_floor": 3e-5,
+        "reg_finetune_floor": 3e-6,
     },
 }
 _UNIT_INTERVAL = ("eps_abs", "eps_rel", "eps_infeasible", "rho_init", "delta_init", "reg_floor", "reg_finetune_floor")
