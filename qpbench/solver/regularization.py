@@ -164,11 +164,13 @@ def update(
         params[:, RHO] = 0.0
     stalls = prox.stalls + (step & ~progress).to(torch.int32)
     # Progress stalled with a parameter at the floor: the floor may be what keeps the iterates
-    # from the solution (a local limit of the regularized path), so lower it, once.
+    # from the solution (a local limit of the regularized path) or, with a large prox term, a
+    # certificate from sharpening (the multipliers run off at a rate of about 1/delta), so lower
+    # it, once.
     stuck = (stalls > _STALLS_BEFORE_FINETUNE) & (params <= floor)
     if not prox.primal_prox:
         stuck[:, RHO] = False
-    finetune = stuck.any(-1) & ~finetuned.squeeze(-1) & small.all(-1)
+    finetune = stuck.any(-1) & ~finetuned.squeeze(-1)
     centre = torch.cat(
         [
             torch.where(progress[:, RHO : RHO + 1], it.z, prox.zeta),
