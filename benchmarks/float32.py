@@ -41,6 +41,12 @@ class Tally:
         self.inaccurate += int((differs & (status32 == int(Status.SOLVED_INACCURATE))).sum())
         self.iterations += iterations.tolist()
 
+    def absorb(self, other: Tally) -> None:
+        self.problems += other.problems
+        self.differing += other.differing
+        self.inaccurate += other.inaccurate
+        self.iterations += other.iterations
+
     def row(self, name: str) -> str:
         mean = sum(self.iterations) / max(1, len(self.iterations))
         worst = max(self.iterations, default=0)
@@ -102,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     for family in families:
         tally = family_tally(family, sizes, seeds, args.batch, settings)
         print(tally.row(family), flush=True)
-        total.problems += tally.problems
-        total.differing += tally.differing
-        total.inaccurate += tally.inaccurate
-        total.iterations += tally.iterations
+        total.absorb(tally)
     print(total.row("all"))
     return 0
 

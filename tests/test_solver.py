@@ -67,7 +67,7 @@ def test_float32_within_stated_bound(family: str, references) -> None:
 
 
 @pytest.mark.parametrize("family", ["control", "huber"])
-def test_float32_solves_what_float64_solves_at_a_larger_size(family: str) -> None:
+def test_float32_solves_every_problem_with_equality_rows_at_n_64(family: str) -> None:
     # Equality rows weigh 1/delta in the reduced form; with float32's floor too small for its
     # rounding these families stalled at dual residuals of 1e-3 (solved_inaccurate, 50+ iterations).
     batch = generate(family, 40, 64, seed=2, dtype=torch.float32)
