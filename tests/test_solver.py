@@ -208,6 +208,47 @@ def test_scaled_data_is_held_once_in_the_products_layout() -> None:
     torch.testing.assert_close(part.G, P.G[[2, 0]], rtol=0, atol=0)
 
 
+def _rows_spanning(orders: float, dtype: torch.dtype, B: int = 16, n: int = 10, m: int = 12) -> QPBatch:
+    """Random strictly convex QPs whose inequality rows are scaled from 10^-orders to 10^orders
+    (each row's bound scaled with it: the same feasible set), feasible with a margin."""
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(B, n, n, generator=g, dtype=torch.float64)
+    G = torch.randn(B, m, n, generator=g, dtype=torch.float64)
+    G = G * torch.logspace(-orders, orders, m, dtype=torch.float64).view(1, m, 1)
+    z0 = torch.randn(B, n, 1, generator=g, dtype=torch.float64)
+    h = (G @ z0).squeeze(-1) + 0.1 * G.abs().sum(-1)
+    p = torch.randn(B, n, generator=g, dtype=torch.float64)
+    return QPBatch(Q=(X @ X.mT / n).to(dtype), p=p.to(dtype), G=G.to(dtype), h=h.to(dtype))
+
+
+def test_scaling_leaves_q_block_near_one_and_the_kkt_matrix_equilibrated() -> None:
+    """Rows of very different scales: Ruiz alone would leave |Q_hat| near 1e-2 (the rows' scale
+    taken by the columns as well as the rows); the balanced scaling brings the Q block's largest
+    entry to 1 while every row and column of the scaled KKT matrix keeps a norm of about 1."""
+    from qpbench.solver.scaling import equilibrate
+
+    P, _ = equilibrate(_rows_spanning(2.0, torch.float64), iterations=10)
+    torch.testing.assert_close(P.Q.abs().amax(dim=(-2, -1)), torch.ones(16, dtype=torch.float64), rtol=1e-5, atol=0)
+    row_norms = P.G.abs().amax(-1)
+    col_norms = torch.maximum(P.Q.abs().amax(-2), P.G.abs().amax(-2))
+    for norms in (row_norms, col_norms):
+        assert float(norms.max()) <= 1.0 + 1e-5 and float(norms.min()) >= 0.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("orders", [4.0, 6.0])
+def test_badly_scaled_rows_are_solved_in_both_dtypes(dtype: torch.dtype, orders: float) -> None:
+    """Constraint rows spanning 8 and 12 orders of magnitude: every problem solved, to the
+    reference objective, in both dtypes (float32 ended `numerical_error` on most of them when
+    the scaling left Q at the level of the proximal terms)."""
+    batch = _rows_spanning(orders, dtype)
+    sol = solve(batch)
+    assert sol.status_counts() == {"solved": 16}
+    ref = reference_solve(_rows_spanning(orders, torch.float64))
+    tol = 1e-6 if dtype == torch.float64 else F32_OBJ_REL
+    assert float(_rel_err(_rows_spanning(orders, torch.float64), sol.z, ref.objective).max()) < tol
+
+
 @pytest.mark.parametrize("eps_rel", [0.0, 1e-9])
 def test_confirmation_verdict_does_not_depend_on_which_rows_are_checked_together(eps_rel: float) -> None:
     """The check on the original data reads the whole batch in place for many rows and copies the

@@ -126,7 +126,8 @@ def neutralize_absent_rows(G: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor
 
 
 def equilibrate(batch: QPBatch, iterations: int, scale_cost: bool = False) -> tuple[ScaledProblem, Tensor]:
-    """Ruiz scaling of the KKT matrix [[Q, G', A'], [G, 0, 0], [A, 0, 0]], optionally followed by
+    """Ruiz scaling of the KKT matrix [[Q, G', A'], [G, 0, 0], [A, 0, 0]], balanced so that the Q
+    block is not left far below the constraints (``_q_block_balance``), optionally followed by
     cost scaling; returns the scaled problem and the (B, m) mask of rows without bound.
 
     The norms are computed on float32 copies of |Q|, |G|, |A| that are rescaled in place each
@@ -156,6 +157,27 @@ def equilibrate(batch: QPBatch, iterations: int, scale_cost: bool = False) -> tu
     QCt[..., n + m :].copy_(A.mT).mul_(F.unsqueeze(-2)).mul_(D.unsqueeze(-1))
     scaled = ScaledProblem(QCt, p=p * cD, h=h * E, b=b * F, D=D, E=E, F=F, c=c)
     return scaled, absent
+
+
+# The most the Q block is scaled up by ``_q_block_balance``: t**2 (see there).
+_MAX_BALANCE = 100.0
+
+
+def _q_block_balance(aQ: Tensor) -> Tensor:
+    """(B,) t >= 1 for D t, E / t, F / t: the scaled Q's largest entry |Q_hat| brought up to 1.
+
+    Ruiz's fixed points form a family: D t, E / t, F / t leave G_hat and A_hat as they are and
+    the KKT matrix's row and column norms at most 1 while |Q_hat| <= 1, but scale Q_hat by t**2.
+    Where the constraint rows' scales differ widely, the passes end with a Q_hat orders of
+    magnitude below 1 (rows spanning 1e-4 to 1e4: |Q_hat| near 1e-4), which puts Q at the level
+    of the proximal terms' floor, in float32 above it (such problems ended `numerical_error`
+    there). The member with the largest Q block that stays equilibrated is taken instead. The
+    central path is the same for every t (z / t, s / t, lam t, the same s'lam); what moves is
+    the weight of the proximal terms against Q and the constraints, so t is capped
+    (``_MAX_BALANCE``). Problems without a Q block (LPs) keep t = 1."""
+    qmax = aQ.amax(dim=(-2, -1))
+    t = (1.0 / qmax.clamp_min(torch.finfo(qmax.dtype).tiny)).sqrt().clamp(1.0, _MAX_BALANCE)
+    return torch.where(qmax > 0, t, torch.ones_like(t))
 
 
 def _ruiz_factors(
@@ -192,6 +214,14 @@ def _ruiz_factors(
         D.mul_(d.to(dt))
         E.mul_(e.to(dt))
         F.mul_(f.to(dt))
+    if n:
+        t = _q_block_balance(aQ)
+        if scale_cost:  # its norms are taken of the balanced Q
+            aQ.mul_((t * t).view(B, 1, 1))
+        t = t.to(dt).unsqueeze(-1)
+        D.mul_(t)
+        E.div_(t)
+        F.div_(t)
     if scale_cost:
         # Bring the larger of the mean |Q| column norm and |p| to about one.
         q_norm = aQ.amax(dim=-2).mean(dim=-1).to(dt) if n else p.new_zeros(B)
