@@ -21,6 +21,9 @@ import qpbench.commands
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a process killed by it
+# A path given that cannot be used (--out naming a file, a folder without write permission): bad
+# input, said in one line with the path, not a traceback.
+PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def command_modules() -> list[ModuleType]:
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `qpbench ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, *PATH_ERRORS) as exc:
         print(f"qpbench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

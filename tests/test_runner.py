@@ -441,3 +441,20 @@ def test_report_step_is_skipped_with_a_reason_when_reports_are_absent(
     monkeypatch.setitem(sys.modules, "qpbench.reports", None)  # makes the import fail
     assert write_report(tmp_path) == 0
     assert "report step skipped" in capsys.readouterr().out
+
+
+def test_output_paths_that_are_files_are_bad_input_not_a_traceback(tmp_path: Path, capsys: Any) -> None:
+    path = write_suite(tmp_path, [spec(ExactAdapter)])
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    argv = ["run", str(path), "--in-process", "--quiet", "--no-report"]
+    assert cli_main([*argv, "--out", str(taken)]) == 2
+    assert f"--out {taken} is a file, not a results directory" in capsys.readouterr().err
+    assert cli_main([*argv, "--out", str(taken / "sub")]) == 2
+    assert "Not a directory" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert cli_main([*argv, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert cli_main(["report", str(out), "-o", str(taken)]) == 2
+    assert "Not a directory" in capsys.readouterr().err
+    assert taken.read_text() == "not a folder"

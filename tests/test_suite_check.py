@@ -44,6 +44,9 @@ GOOD_TOP = 'solvers = ["osqp"]\nbatch_sizes = [2]\nrepeats = 1\nwarmups = 0\nref
         ('[[cases]]\nfamily = "box"\nn = 4\ndevices = ["tpu"]\n', ["cases[0]: 'devices' entry 'tpu'"]),
         ('[[cases]]\nfamily = "box"\nn = 4\ntolerances = ["max"]\n', ["cases[0]: 'tolerances' entry 'max'"]),
         ('[[cases]]\nfamily = "box"\nn = 4\nexclude_solvers = [3]\n', ["cases[0]: 'exclude_solvers' entries"]),
+        # an infinite or huge limit overflowed the worker's wait (a traceback after the run had begun)
+        ('[[cases]]\nfamily = "box"\nn = 4\ntime_limit = inf\n', ["cases[0]: 'time_limit'", "<= 1e+06, got inf"]),
+        ('[[cases]]\nfamily = "box"\nn = 4\ntime_limit = 1e7\n', ["cases[0]: 'time_limit'", "got 10000000.0"]),
         (
             '[[cases]]\nfamily = "box"\nn = 4\nexclude_solvers = ["osq*"]\n',
             ["'solvers' (top level, used by cases[0]) = ['osqp'] selects no solver", "cases[0]: 'exclude_solvers'"],
@@ -61,6 +64,25 @@ def test_a_bad_value_stops_the_run_before_anything_runs(
     for fragment in fragments:
         assert fragment in err, (fragment, err)
     assert not (out / "results.jsonl").exists() and not (out / "environment.json").exists()
+
+
+def test_an_infinite_time_limit_on_the_command_line_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = suite_file(tmp_path, GOOD_TOP + '[[cases]]\nfamily = "box"\nn = 4\n')
+    out = tmp_path / "out"
+    assert cli_main(["run", str(path), "--out", str(out), "--time-limit", "inf", "--quiet", "--no-report"]) == 2
+    assert "command line: 'time_limit' must be a number of seconds > 0 and <= 1e+06, got inf" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_suite_file_that_is_not_utf8_is_named_in_the_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes((GOOD_TOP + '# caf\xe9\n[[cases]]\nfamily = "box"\nn = 4\n').encode("latin-1"))
+    assert cli_main(["run", str(path), "--check"]) == 2
+    assert f"suite {path}: not valid TOML" in capsys.readouterr().err
 
 
 def test_solver_errors_say_where_the_name_came_from(tmp_path: Path) -> None:
@@ -106,6 +128,21 @@ def test_check_option_validates_and_lists_without_running(tmp_path: Path, capsys
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--executor", "dsak"], "--executor 'dsak'"),
+        (["--workers", "2"], "--workers sets the size of the LocalCluster"),
+    ],
+)
+def test_check_refuses_executor_settings_the_run_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], fragment: str
+) -> None:
+    path = suite_file(tmp_path, GOOD_TOP + '[[cases]]\nfamily = "box"\nn = 4\n')
+    assert cli_main(["run", str(path), "--check", *options]) == 2  # 0, "is valid", before
+    assert fragment in capsys.readouterr().err
+
+
 def test_every_suite_pins_one_thread_unless_it_says_otherwise(tmp_path: Path) -> None:
     assert DEFAULT_THREADS == 1
     assert parse_suite({"cases": [{"family": "box", "n": 3}]}, name="s").threads == 1
@@ -119,3 +156,11 @@ def test_a_bad_suite_writes_nothing_through_the_python_api_either(tmp_path: Path
     with pytest.raises(ValueError, match="unknown solver 'nosuch'"):
         run_suite(load_suite(path), RunOptions(out_dir=tmp_path / "out", quiet=True, in_process=True))
     assert not (tmp_path / "out").exists()
+
+
+def test_suites_says_which_folder_holds_no_suite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QPBENCH_SUITES_DIR", str(tmp_path / "empty"))
+    assert cli_main(["suites"]) == 1
+    assert f"no suites found in {tmp_path / 'empty'}" in capsys.readouterr().out

@@ -115,7 +115,12 @@ def main(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
     out = args.out or Path("results") / suite.name
-    if args.check:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a results directory")
+    if args.check:  # the command line's executor settings are part of what --check vouches for
+        from qpbench.runner.executors import check_settings, parse_executor
+
+        check_settings(parse_executor(args.executor), args.in_process, args.workers)
         return print_plan(suite, args.threads)
     options = RunOptions(
         out_dir=out,

@@ -66,6 +66,9 @@ TOP_ONLY = ("description", "threads")
 # One torch thread unless a suite says otherwise: the CPU solvers compared are single-threaded, and
 # on a shared machine OpenMP threads waiting for each other make small solves slow and noisy.
 DEFAULT_THREADS = 1
+# The longest time limit: the runner waits for a worker with a timeout in milliseconds that must fit
+# a C int (about 24.8 days), and an in-process alarm must fit a time_t; inf or 1e7 s crashed the run.
+MAX_TIME_LIMIT = 1e6
 GROUP_ONLY = ("family", "test_set", "n", "m", "k", "sizes", "problems", "max_n", "max_rows")
 
 
@@ -158,7 +161,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
     path = suite_path(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML files are UTF-8 by definition
         raise ValueError(f"suite {path}: not valid TOML: {exc}") from None
     return parse_suite(data, name=path.stem, path=path)
 
@@ -212,8 +215,10 @@ def _check_setting(key: str, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: {key!r} must be an integer >= {low}, got {value!r}")
         return value
     if key == "time_limit":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ValueError(f"{where}: 'time_limit' must be a number of seconds > 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIME_LIMIT:
+            raise ValueError(
+                f"{where}: 'time_limit' must be a number of seconds > 0 and <= {MAX_TIME_LIMIT:g}, got {value!r}"
+            )
         return float(value)
     items = _as_list(value)
     if not items and key != "exclude_solvers":
