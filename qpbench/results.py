@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -244,15 +244,18 @@ def repair_results(results_dir: Path) -> list[str]:
 
 def _write_atomically(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so that a crash leaves either the old file or the new one."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not tempfile.mkstemp: its file is private (0600), and os.replace keeps that mode, so the
+    # results folder's readers (a teammate, CI) could not open it. open(..., "x") honours the umask.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    handle = open(temporary, "x", encoding="utf-8")  # noqa: SIM115 - closed below; removed only once ours
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as fh:
+        with handle as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -291,7 +294,13 @@ def load_run_records(results_dir: Path | str) -> dict[str, dict[str, Any]]:
     path = Path(results_dir) / ENVIRONMENT_FILE
     if not path.exists():
         return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
+    # A hand-edited or damaged file: name it, rather than fail deep inside a reader (AttributeError).
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): fix or remove it") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is a JSON {type(data).__name__}, not a record of runs: fix or remove it")
     if isinstance(data.get(RUNS_KEY), dict):
         return dict(data[RUNS_KEY])
     records = {str(r.get("run_id", "")): dict(r) for r in data.get("previous_runs", []) if isinstance(r, dict)}

@@ -148,6 +148,38 @@ def test_old_single_record_files_are_read(tmp_path: Path) -> None:
     assert "previous_runs" not in records["b"]
 
 
+def test_the_environment_file_and_a_repaired_table_are_as_readable_as_the_rows(tmp_path: Path) -> None:
+    # they were written through tempfile.mkstemp: mode 0600 whatever the umask, unreadable to others
+    out = tmp_path / "out"
+    previous = os.umask(0o022)
+    try:
+        run(write_suite(tmp_path), out)
+        with open(out / RESULTS_FILE, "a", encoding="utf-8") as fh:
+            fh.write('{"torn')
+        assert repair_results(out)
+    finally:
+        os.umask(previous)
+    for name in (ENVIRONMENT_FILE, RESULTS_FILE):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(("text", "found"), [("{\"runs\": {", "is not valid JSON"), ("[]", "is a JSON list")])
+def test_a_damaged_environment_file_is_named_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, found: str
+) -> None:
+    out = tmp_path / "out"
+    run(write_suite(tmp_path), out)
+    (out / ENVIRONMENT_FILE).write_text(text)
+    with pytest.raises(ValueError, match=f"{ENVIRONMENT_FILE} {found}"):
+        load_run_records(out)
+    compare = ["compare", str(out), str(out), "--solver", VersionedExact.name]
+    for command in (["report", str(out), "-o", str(tmp_path / "report")], compare):
+        assert cli_main(command) == 2
+        err = capsys.readouterr().err
+        assert f"{out / ENVIRONMENT_FILE} {found}" in err and "fix or remove it" in err
+
+
 # ----------------------------------------------------------------------------- what makes a row done
 @pytest.mark.parametrize(
     ("change", "setting"),
