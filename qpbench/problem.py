@@ -30,6 +30,18 @@ _LAYOUT: dict[str, tuple[int, tuple[str, ...]]] = {
 NAMES: tuple[str, ...] = tuple(_LAYOUT)
 
 
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch.device that can hold tensors here; ValueError naming it otherwise (torch
+    itself raises RuntimeError for an unknown name and AssertionError for CUDA on a CPU-only build)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available here (torch.cuda.is_available() is False)")
+    return parsed
+
+
 # Upper bounds at or above this magnitude mean "no bound" (the Maros-Meszaros convention).
 INFINITE_BOUND = 1e20
 
@@ -252,6 +264,10 @@ class QPBatch:
                 raise IndexError(f"index {index} out of range for batch of {self.batch_size}")
             index = slice(index, index + 1 if index != -1 else None)
         picked = {k: (t[index] if self.is_batched(k) else t) for k, t in self.tensors().items()}
+        # A batch has at least one problem (construction refuses B = 0; the solver needs one).
+        sizes = {t.shape[0] for k, t in picked.items() if self.is_batched(k)}
+        if 0 in sizes:
+            raise IndexError(f"index {index!r} selects no problem of a batch of {self.batch_size}")
         if not any(self.is_batched(k) for k in NAMES):
             # Nothing batched: the only problem is problem 0; indexing must still be in range.
             probe = torch.arange(1)[index]

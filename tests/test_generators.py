@@ -168,6 +168,12 @@ def test_same_problems_on_cuda() -> None:
         assert torch.equal(getattr(gpu, name).cpu(), getattr(cpu, name)), name
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_value_error_naming_the_device() -> None:
+    with pytest.raises(ValueError, match="device 'cuda': CUDA is not available here"):  # an AssertionError before
+        generate("box", 2, 5, device="cuda")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
     [
@@ -183,6 +189,7 @@ def test_same_problems_on_cuda() -> None:
         ({"family": "lp", "m": N}, "m"),  # lp needs room for its box rows
         ({"family": "primal_infeasible", "m": 1}, "m"),
         ({"family": "control", "n": 2}, "n"),
+        ({"device": "gpu0"}, "device"),  # torch's own RuntimeError before
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs: dict, argument: str) -> None:

@@ -106,6 +106,11 @@ def test_unknown_problem_names_the_argument(maros_meszaros_dir: Path) -> None:
         mm.load("NOT_A_PROBLEM", maros_meszaros_dir)
 
 
+def test_a_bad_device_names_the_argument(maros_meszaros_dir: Path) -> None:
+    with pytest.raises(ValueError, match="device must be a torch device"):  # torch's RuntimeError before
+        mm.load("HS21", maros_meszaros_dir, device="gpu0")
+
+
 def test_load_to_float32(maros_meszaros_dir: Path) -> None:
     batch = mm.load("HS35", maros_meszaros_dir, dtype=torch.float32)
     assert all(t.dtype == torch.float32 for t in batch.tensors().values())

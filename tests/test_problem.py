@@ -42,6 +42,15 @@ def test_shared_tensors_broadcast_and_slice() -> None:
     assert torch.equal(batch.batched().Q[2], args["Q"])
 
 
+def test_a_selection_of_no_problem_is_refused_like_a_batch_of_none() -> None:
+    """Construction refuses B = 0, so selecting no problem is an IndexError naming the
+    selection, not an empty batch that fails later inside a solver."""
+    batch = QPBatch(**_valid())
+    for index in (slice(5, None), torch.zeros(0, dtype=torch.long), []):
+        with pytest.raises(IndexError, match="selects no problem of a batch of 3"):
+            batch[index]
+
+
 def test_absent_constraints_become_empty() -> None:
     args = _valid()
     batch = QPBatch(Q=args["Q"], p=args["p"])

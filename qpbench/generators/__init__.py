@@ -16,7 +16,7 @@ import torch
 # Importing the family modules registers their families.
 from qpbench.generators import applications, control, infeasible, random_qp  # noqa: F401
 from qpbench.generators._registry import EXPECTED_STATUSES, FAMILIES, Family
-from qpbench.problem import QPBatch
+from qpbench.problem import QPBatch, check_device
 
 __all__ = ["EXPECTED_STATUSES", "FAMILIES", "Family", "family_names", "generate"]
 
@@ -59,6 +59,7 @@ def generate(
     seed = _check_count("seed", seed, 0)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    target = check_device(device)
     default_m, default_k = fam.default_sizes(n)
     sizes = {}
     for name, given, default in (("m", m, default_m), ("k", k, default_k)):
@@ -71,4 +72,4 @@ def generate(
                 f"{name} is determined by n for family {family!r} ({name} = {default} for n = {n}); pass {name}=None"
             )
         sizes[name] = given
-    return fam.build(batch_size, n, sizes["m"], sizes["k"], seed, dtype, torch.device(device))
+    return fam.build(batch_size, n, sizes["m"], sizes["k"], seed, dtype, target)

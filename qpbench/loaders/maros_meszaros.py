@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qpbench.problem import QPBatch, as_batch
+from qpbench.problem import QPBatch, as_batch, check_device
 
 ENV_VAR = "QPBENCH_MAROS_MESZAROS_DIR"
 INFINITY = 1e20
@@ -187,6 +187,7 @@ def load(
     """
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    device = check_device(device)
     folder = _resolve_dir(data_dir)
     raw = _read_problem(folder, name)
     qp = convert(raw["P"], raw["q"], raw["A"], raw["l"], raw["u"])
