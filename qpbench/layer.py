@@ -196,12 +196,15 @@ class QPLayer(nn.Module):
         A = overrides.get("A", self.A)
         b = overrides["b"] if "b" in overrides else A @ self.z0
         dtype = self.L.dtype
+        # Rows given per call count on a layer built without any (m = 0 or k = 0) too.
+        rows_G = bool(self.m) or "G" in overrides or "h" in overrides
+        rows_A = bool(self.k) or "A" in overrides or "b" in overrides
         return QPFunction.apply(
             Q.to(dtype),
             p.to(dtype),
-            G.to(dtype) if self.m else None,
-            h.to(dtype) if self.m else None,
-            A.to(dtype) if self.k else None,
-            b.to(dtype) if self.k else None,
+            G.to(dtype) if rows_G else None,
+            h.to(dtype) if rows_G else None,
+            A.to(dtype) if rows_A else None,
+            b.to(dtype) if rows_A else None,
             self.settings,
         )

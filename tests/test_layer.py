@@ -132,6 +132,21 @@ def test_layer_rejects_bad_arguments() -> None:
         layer(torch.zeros(2, 3, dtype=F64), R=torch.eye(3))
 
 
+def test_rows_given_per_call_constrain_a_layer_built_without_rows() -> None:
+    # QPLayer(n, m=0) used to drop a G, h given to forward (and k=0 an A, b) without a word
+    p = torch.tensor([[-2.0, -3.0, 1.0]], dtype=F64, requires_grad=True)  # unconstrained: z = -Q^-1 p
+    G, h = torch.eye(3, dtype=F64), torch.zeros(3, dtype=F64)
+    z = QPLayer(3, 0, seed=0)(p, G=G, h=h)
+    assert bool((z <= 1e-6).all()), z
+    z.sum().backward()
+    assert p.grad is not None and torch.isfinite(p.grad).all()
+    A, b = torch.ones(1, 3, dtype=F64), torch.ones(1, dtype=F64)
+    z = QPLayer(3, 2, seed=0)(p.detach(), A=A, b=b)
+    assert torch.allclose(z.sum(-1), b, atol=1e-6), z
+    with pytest.raises(ValueError, match="h"):  # h without rows to bound is an error, not ignored
+        QPLayer(3, 0)(p.detach(), h=torch.ones(2, dtype=F64))
+
+
 def test_gradients_on_the_gradcheck_families_meet_the_stated_accuracy() -> None:
     # Against central finite differences (float64, full Jacobians): every parameter's relative
     # error <= 1e-6 on every problem, and the median over families and parameters <= 1e-7.
