@@ -299,6 +299,15 @@ def test_cli_exit_codes_and_json(fake_registry, tmp_path, capsys):
     assert cli.main([*common, "--solvers", "nosuch"]) == 2
 
 
+def test_cli_bad_input_names_the_option_in_one_line(fake_registry, capsys):
+    common = ["gradcheck", "--family", "random_eq", "--n", "4", "--batch", "2"]
+    assert cli.main([*common, "--solvers", "nosuch"]) == 2
+    assert "qpbench gradcheck: error: --solvers: unknown solver 'nosuch'" in capsys.readouterr().err
+    # a device torch does not know (or CUDA on a machine without it) was a traceback
+    assert cli.main([*common, "--solvers", "exact", "--device", "gpu0"]) == 2
+    assert "qpbench gradcheck: error: device must be a torch device" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- the in-house layer
 @pytest.mark.parametrize("shared", [(), ("Q", "G", "A")])
 def test_inhouse_gradients_match_finite_differences_on_strictly_complementary_problems(shared):

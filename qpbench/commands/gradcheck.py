@@ -56,7 +56,10 @@ def _select_adapters(names: list[str] | None) -> list:
         return chosen
     chosen = []
     for name in names:
-        adapter = registry.get_adapter(name)  # ValueError listing the known names
+        try:
+            adapter = registry.get_adapter(name)
+        except ValueError as exc:  # it lists the known names, under its own argument's name ("name: ")
+            raise ValueError(f"--solvers: {str(exc).removeprefix('name: ')}") from None
         if not adapter.capabilities.differentiable:
             raise ValueError(f"--solvers: {name!r} is not differentiable")
         ok, reason = adapter.availability()

@@ -17,11 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from qpbench.runner.suite import load_suite, suite_names
+    from qpbench.runner.suite import load_suite, suite_names, suites_dir
 
     names = suite_names()
     if not names:
-        print("no suites found in problems/")
+        print(f"no suites found in {suites_dir()}")  # the folder looked in, $QPBENCH_SUITES_DIR's included
         return 1
     width = max(len(name) for name in names)
     status = 0
