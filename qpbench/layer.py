@@ -196,8 +196,9 @@ class QPLayer(nn.Module):
         A = overrides.get("A", self.A)
         b = overrides["b"] if "b" in overrides else A @ self.z0
         dtype = self.L.dtype
-        # Rows given per call count on a layer built without any (m = 0 or k = 0) too.
-        rows_G = bool(self.m) or "G" in overrides or "h" in overrides
+        # Rows given per call count on a layer built without any (m = 0 or k = 0) too (G comes
+        # with h, checked above).
+        rows_G = bool(self.m) or "h" in overrides
         rows_A = bool(self.k) or "A" in overrides or "b" in overrides
         return QPFunction.apply(
             Q.to(dtype),

@@ -265,8 +265,7 @@ class QPBatch:
             index = slice(index, index + 1 if index != -1 else None)
         picked = {k: (t[index] if self.is_batched(k) else t) for k, t in self.tensors().items()}
         # A batch has at least one problem (construction refuses B = 0; the solver needs one).
-        sizes = {t.shape[0] for k, t in picked.items() if self.is_batched(k)}
-        if 0 in sizes:
+        if any(t.shape[0] == 0 for k, t in picked.items() if self.is_batched(k)):
             raise IndexError(f"index {index!r} selects no problem of a batch of {self.batch_size}")
         if not any(self.is_batched(k) for k in NAMES):
             # Nothing batched: the only problem is problem 0; indexing must still be in range.
